@@ -1,0 +1,124 @@
+"""The artifact format: a `NAME.dlc/` directory holding a compiled model and its proof.
+
+    manifest.json   versions, target, input/output specs, sha256 of every file below
+    model.so        the compiled TVM library (native code)
+    model.onnx      the ONNX model it was compiled from
+    golden.npz      sample inputs and ONNX Runtime's outputs for them
+
+`Artifact.load` checks every hash before anything is opened: the library is native
+code, and a tampered or truncated one must never be loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlc.errors import ArtifactIntegrityError, InputFileError, InvalidModelError
+from dlc.runtime.specs import TensorSpec
+
+FORMAT = "dlc-artifact"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LIBRARY = "model.so"
+ONNX = "model.onnx"
+GOLDEN = "golden.npz"
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_artifact(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
+
+
+def save_golden(path: Path, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
+    arrays = {f"input/{k}": v for k, v in inputs.items()} | {f"output/{k}": v for k, v in outputs.items()}
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Artifact":
+        """Reads the manifest and verifies every file's sha256; raises on any mismatch."""
+        root = Path(path)
+        if not root.is_dir():
+            raise InputFileError(f"artifact not found: {root} (create one with `dlc compile MODEL.onnx -o {root}`)")
+        manifest = _read_manifest(root)
+        artifact = cls(root, manifest)
+        artifact.verify()
+        return artifact
+
+    def verify(self) -> None:
+        for role, entry in self.manifest["files"].items():
+            file = self.path / entry["path"]
+            if not file.is_file():
+                raise ArtifactIntegrityError(f"artifact {self.path} is missing its {role} file {entry['path']}; "
+                                             "recompile it with `dlc compile`")
+            if sha256_file(file) != entry["sha256"]:
+                raise ArtifactIntegrityError(
+                    f"artifact {self.path}: {entry['path']} does not match the sha256 in {MANIFEST} "
+                    "(modified or corrupted); it was not loaded. Recompile it with `dlc compile`")
+
+    def require_runnable_here(self) -> None:
+        from dlc.compiler.target import host_arch
+
+        arch = self.manifest["target"]["arch"]
+        if arch != host_arch():
+            raise InvalidModelError(f"artifact {self.path} was built for {arch}, this machine is {host_arch()}; "
+                                    "run it on such a device, or recompile with `--target host`")
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def library_path(self) -> Path:
+        return self.path / self.manifest["files"]["library"]["path"]
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / self.manifest["files"]["onnx"]["path"]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec.from_dict(d) for d in self.manifest["inputs"]]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec.from_dict(d) for d in self.manifest["outputs"]]
+
+    def golden(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        with np.load(self.path / self.manifest["files"]["golden"]["path"], allow_pickle=False) as z:
+            inputs = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("input/")}
+            outputs = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("output/")}
+        return inputs, outputs
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    file = root / MANIFEST
+    if not file.is_file():
+        raise InvalidModelError(f"{root} is not a dlc artifact (no {MANIFEST}); create one with `dlc compile`")
+    try:
+        manifest = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactIntegrityError(f"{file} is not valid JSON ({e}); recompile with `dlc compile`") from e
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise InvalidModelError(f"{root} is not a dlc artifact of format {FORMAT} v{FORMAT_VERSION}; "
+                                "recompile it with this dlc's `dlc compile`")
+    return manifest

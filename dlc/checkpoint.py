@@ -1,0 +1,81 @@
+"""dlc checkpoints: a state_dict plus what is needed to rebuild the model.
+
+The file is a plain dict of tensors, strings and numbers, so it loads with
+`torch.load(path, weights_only=True)`: loading a checkpoint never runs pickled code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlc import __version__, zoo
+from dlc.errors import InvalidModelError, UnknownNameError
+from dlc.fileio import atomic_path, require_file
+
+FORMAT = "dlc-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    model: str
+    model_args: dict[str, Any]
+    state_dict: dict[str, Any]
+    input_shape: list[int]  # per sample, without the batch dimension
+    dataset: str | None = None
+    preprocess: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def build_module(self):
+        """The zoo module with these weights, in eval mode."""
+        module = zoo.create(self.model, self.model_args)
+        module.load_state_dict(self.state_dict)
+        return module.eval()
+
+
+def untrained(model: str, args: dict[str, Any] | None = None, seed: int = 0) -> Checkpoint:
+    """A checkpoint of zoo model `model` with freshly initialized (seeded) weights."""
+    import torch
+
+    spec = zoo.get(model)
+    model_args = zoo.resolve_args(spec, args)
+    torch.manual_seed(seed)
+    module = zoo.create(model, model_args)
+    return Checkpoint(model, model_args, module.state_dict(), list(spec.sample_shape(model_args)))
+
+
+def save(ckpt: Checkpoint, path: str | Path) -> Path:
+    import torch
+
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "dlc_version": __version__,
+               **ckpt.__dict__}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load(path: str | Path) -> Checkpoint:
+    """Loads and checks a checkpoint; the model name must be in the zoo."""
+    import torch
+
+    p = require_file(path, "checkpoint", "train one with `dlc train -o model.pt`")
+    try:
+        data = torch.load(p, weights_only=True, map_location="cpu")
+    except Exception as e:  # torch.load raises IndexError, UnpicklingError, RuntimeError... on junk
+        raise InvalidModelError(
+            f"{p} is not a dlc checkpoint ({_first_line(e)}); create one with `dlc train -o {p.name}`") from e
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise InvalidModelError(f"{p} is not a dlc checkpoint (no '{FORMAT}' header); "
+                                f"create one with `dlc train -o {p.name}`")
+    if data.get("model") not in zoo.names():
+        raise UnknownNameError(
+            f"checkpoint {p} is for model {data.get('model')!r}, which this dlc does not have; "
+            f"known models: {', '.join(zoo.names())} (retrain with `dlc train --model NAME`)")
+    fields = Checkpoint.__dataclass_fields__
+    return Checkpoint(**{k: v for k, v in data.items() if k in fields})
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]

@@ -1,0 +1,72 @@
+"""The `dlc` command line: one module per command, each a thin view of the library.
+
+Errors: every `DlcError` (and every usage error) becomes one line on stderr and exit
+code 1; Ctrl-C exits 130. Anything else is a bug in dlc and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer.core import TyperGroup
+
+from dlc.errors import DlcError
+
+# typer 0.29 vendors click; pyproject pins typer to that minor version for this import.
+from typer._click import ClickException
+
+
+class DlcGroup(TyperGroup):
+    """Turns errors a user can fix into one line and exit code 1."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except DlcError as e:
+            _fail(str(e))
+        except typer.Abort:
+            _fail("interrupted", 130)
+        except ClickException as e:  # usage errors: unknown option, bad value
+            _fail(f"{e.format_message()} (see `{_help_command(args)}`)")
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _help_command(args) -> str:
+    argv = list(args) if args is not None else sys.argv[1:]
+    sub = argv[0] if argv and not argv[0].startswith("-") else ""
+    return " ".join(filter(None, ["dlc", sub, "--help"]))
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    sys.exit(code)
+
+
+app = typer.Typer(
+    cls=DlcGroup,
+    name="dlc",
+    help="Train in PyTorch, export to ONNX, compile with Apache TVM, and measure the result.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _register() -> None:
+    from dlc.cli import bench, compile, doctor, export, quickstart, train
+
+    app.command("quickstart")(quickstart.quickstart)
+    app.command("train")(train.train)
+    app.command("export")(export.export)
+    app.command("compile")(compile.compile_)
+    app.command("bench")(bench.bench)
+    app.command("doctor")(doctor.doctor)
+
+
+_register()
+
+
+def main() -> None:
+    app()

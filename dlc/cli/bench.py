@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dlc.cli._common import bench_table, console
+
+
+def bench(
+    model: Annotated[Path, typer.Argument(help="An artifact directory from `dlc compile`, or an ONNX file "
+                                               "(TVM then compiles it in memory, untuned).")],
+    checkpoint: Annotated[Path | None, typer.Option(help="Training checkpoint: adds the pytorch backend.")] = None,
+    backends: Annotated[str | None, typer.Option(help="Comma-separated subset of tvm,onnxruntime,pytorch "
+                                                      "[default: all that apply].")] = None,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 10,
+    runs: Annotated[int, typer.Option(min=1, help="Timed runs per backend.")] = 100,
+    threads: Annotated[int | None, typer.Option(min=1, help="Intra-op threads for every backend.")] = None,
+    inputs: Annotated[Path | None, typer.Option(help=".npz with one array per model input "
+                                                     "[default: the artifact's golden inputs].")] = None,
+    report: Annotated[Path | None, typer.Option(help="JSON report [default: MODEL.bench.json].")] = None,
+):
+    """Benchmark TVM, ONNX Runtime and PyTorch side by side on the same inputs."""
+    from dlc.fileio import write_json
+    from dlc.runtime.bench import BenchConfig, benchmark
+
+    chosen = tuple(b.strip() for b in backends.split(",")) if backends else default_backends(checkpoint)
+    config = BenchConfig(backends=chosen, warmup=warmup, runs=runs, threads=threads, checkpoint=checkpoint,
+                         inputs=inputs)
+    with console.status("benchmarking") as status:
+        result = benchmark(model, config, on_result=lambda r: status.update(f"benchmarked {r.backend}"))
+    console.print(bench_table(result))
+    path = write_json(report or Path(f"{str(model).rstrip('/').removesuffix('.dlc').removesuffix('.onnx')}.bench.json"),
+                      result.to_dict())
+    console.print(f"report: {path}")
+
+
+def default_backends(checkpoint: Path | None) -> tuple[str, ...]:
+    return ("tvm", "onnxruntime") + (("pytorch",) if checkpoint else ())

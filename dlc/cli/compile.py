@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dlc.cli._common import console, parse_shapes
+
+
+def compile_(
+    model: Annotated[Path, typer.Argument(help="ONNX model to compile.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Artifact directory to write "
+                                                "[default: MODEL with .dlc].")] = None,
+    target: Annotated[str, typer.Option(help="'host' (this CPU, detected) or a TVM JSON target.")] = "host",
+    shape: Annotated[list[str] | None, typer.Option(help="Pin an input shape, NAME=D1,D2,... (repeatable); "
+                                                         "a symbolic batch defaults to 1.")] = None,
+    atol: Annotated[float, typer.Option(help="Absolute tolerance, TVM vs ONNX Runtime.")] = 1e-4,
+    rtol: Annotated[float, typer.Option(help="Relative tolerance, TVM vs ONNX Runtime.")] = 1e-4,
+    force: Annotated[bool, typer.Option(help="Replace an existing artifact.")] = False,
+):
+    """Compile an ONNX model with TVM into a verified artifact directory."""
+    from dlc.compiler.build import CompileConfig, compile_model
+
+    output = output or model.with_suffix(".dlc")
+    config = CompileConfig(target=target, shapes=parse_shapes(shape), atol=atol, rtol=rtol, force=force)
+    with console.status(f"compiling {model} with TVM for {target}"):
+        report = compile_model(model, output, config)
+    diff = report.max_abs_diff
+    console.print(f"wrote {output} (library {report.library_bytes / 1024:.0f} KiB, target "
+                  f"{report.target.tvm}, {sum(report.seconds.values()):.1f} s)")
+    console.print("verified against ONNX Runtime: " + (f"max abs diff {diff:.2e}" if diff is not None
+                                                        else "skipped (library is for another architecture)"))

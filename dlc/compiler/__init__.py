@@ -1,0 +1,1 @@
+"""The compiler driver: targets, op coverage, and ONNX → TVM Relax → artifact."""

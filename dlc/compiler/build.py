@@ -1,0 +1,197 @@
+"""ONNX → TVM Relax → a verified artifact directory.
+
+Stages, in order, each failing with an error a user can act on:
+  1. load and check the ONNX model; refuse up front if TVM lacks any of its ops
+  2. fix every input shape (TVM builds static shapes here; `--shape` pins symbolic dims)
+  3. import with the Relax ONNX frontend and build with the target's default pipeline,
+     which is what fuses operators (a bare `tvm.compile` does not on CPU)
+  4. write library, ONNX and golden I/O into a temporary directory, run the library
+     against ONNX Runtime, and only then rename the directory into place
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlc import __version__
+from dlc.artifact import FORMAT, FORMAT_VERSION, GOLDEN, LIBRARY, MANIFEST, ONNX, save_golden, sha256_file
+from dlc.compiler.coverage import check_coverage, require_supported
+from dlc.compiler.target import TargetSpec, host_arch, resolve_target
+from dlc.errors import DlcError, InputMismatchError, NumericMismatchError
+from dlc.fileio import atomic_path, check_output, write_json
+from dlc.onnxio import io_specs, load_model
+from dlc.runtime.specs import TensorSpec, random_inputs
+
+
+@dataclass(frozen=True)
+class CompileConfig:
+    target: str = "host"
+    shapes: dict[str, list[int]] = field(default_factory=dict)  # pins symbolic input dims
+    atol: float = 1e-4
+    rtol: float = 1e-4
+    seed: int = 0  # for the golden inputs
+    force: bool = False
+
+
+@dataclass
+class CompileReport:
+    artifact: Path
+    target: TargetSpec
+    seconds: dict[str, float]
+    max_abs_diff: float | None  # TVM vs ONNX Runtime on the golden inputs; None if not run here
+    library_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"artifact": str(self.artifact), "target": self.target.to_dict(), "seconds": self.seconds,
+                "max_abs_diff_vs_onnxruntime": self.max_abs_diff, "library_bytes": self.library_bytes}
+
+
+def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig = CompileConfig()) -> CompileReport:
+    """Compiles `onnx_path` into the artifact directory `out`; nothing is left at `out` on failure."""
+    out, timer = Path(out), _Timer()
+    check_output(out, config.force)
+    model = load_model(onnx_path)
+    require_supported(check_coverage(model), "tvm")
+    target = resolve_target(config.target)
+    inputs = static_specs(io_specs(model)[0], config.shapes)
+    timer.mark("load")
+    executable = build_executable(model, inputs, target)
+    timer.mark("build")
+    with atomic_path(out, directory=True) as tmp:
+        executable.export_library(str(tmp / LIBRARY))
+        shutil.copyfile(onnx_path, tmp / ONNX)
+        golden_in = random_inputs(inputs, seed=config.seed)
+        golden_out = _onnxruntime_outputs(tmp / ONNX, golden_in)
+        save_golden(tmp / GOLDEN, golden_in, golden_out)
+        timer.mark("export")
+        diff = _verify(tmp, golden_in, golden_out, config) if target.arch == host_arch() else None
+        timer.mark("verify")
+        manifest = _manifest(out.name.removesuffix(".dlc"), tmp, target, inputs, _specs_of(golden_out),
+                             diff, timer.seconds)
+        write_json(tmp / MANIFEST, manifest)
+    return CompileReport(out, target, timer.seconds, diff, (out / LIBRARY).stat().st_size)
+
+
+def static_specs(specs: list[TensorSpec], shapes: dict[str, list[int]] | None) -> list[TensorSpec]:
+    """Input specs with every dimension fixed: from `shapes`, else batch 1 for a symbolic first dim."""
+    shapes = dict(shapes or {})
+    unknown = sorted(set(shapes) - {s.name for s in specs})
+    if unknown:
+        raise InputMismatchError(f"--shape names unknown input(s) {', '.join(unknown)}; "
+                                 f"the model's inputs are: {', '.join(s.name for s in specs)}")
+    return [_static_spec(s, shapes.get(s.name)) for s in specs]
+
+
+def _static_spec(spec: TensorSpec, given: list[int] | None) -> TensorSpec:
+    if given is not None:
+        if len(given) != len(spec.shape) or any(isinstance(d, int) and d != g for d, g in zip(spec.shape, given)):
+            raise InputMismatchError(f"--shape {spec.name}={','.join(map(str, given))} does not fit "
+                                     f"the model's {spec}; keep its rank and fixed sizes")
+        return TensorSpec(spec.name, tuple(given), spec.dtype)
+    if spec.is_static():
+        return spec
+    if all(isinstance(d, int) for d in spec.shape[1:]):
+        return TensorSpec(spec.name, (1, *spec.shape[1:]), spec.dtype)  # dynamic batch → 1
+    example = ",".join(str(d) if isinstance(d, int) else "N" for d in spec.shape)
+    raise InputMismatchError(f"input {spec} has symbolic dimensions; fix them with --shape {spec.name}={example}")
+
+
+def build_executable(model, inputs: list[TensorSpec], target: TargetSpec):
+    """Imports the ONNX model into Relax with static input shapes and builds it for `target`."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+
+    try:
+        mod = from_onnx(model, shape_dict={s.name: list(s.shape) for s in inputs},
+                        dtype_dict={s.name: s.dtype for s in inputs}, keep_params_in_input=False)
+    except Exception as e:  # the importer raises many types; any of them means "cannot import"
+        raise DlcError(f"TVM's ONNX importer failed: {type(e).__name__}: {_first_line(e)}; "
+                       "run `dlc doctor MODEL.onnx` to see which ops are supported") from e
+    tvm_target = target.tvm_target()
+    with tvm_target:
+        return tvm.compile(mod, target=tvm_target, relax_pipeline=relax.get_default_pipeline(tvm_target))
+
+
+def _onnxruntime_outputs(onnx_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from dlc.runtime.session import OrtSession
+
+    return OrtSession(onnx_path).run(inputs)
+
+
+def _verify(tmp: Path, golden_in, golden_out, config: CompileConfig) -> float:
+    """Loads the written library exactly as users will, and compares it with ONNX Runtime."""
+    import tvm
+
+    from dlc.runtime.tvm_session import TvmSession
+
+    lib = tvm.runtime.load_module(str(tmp / LIBRARY))
+    session = TvmSession(lib, _specs_of(golden_in), _specs_of(golden_out))
+    return check_close(session.run(golden_in), golden_out, config.atol, config.rtol, "TVM", "ONNX Runtime")
+
+
+def _specs_of(arrays: dict[str, np.ndarray]) -> list[TensorSpec]:
+    return [TensorSpec(name, tuple(a.shape), a.dtype.name) for name, a in arrays.items()]
+
+
+def check_close(got: dict[str, np.ndarray], want: dict[str, np.ndarray], atol: float, rtol: float,
+                got_name: str, want_name: str) -> float:
+    """Max abs difference over all outputs; raises naming every output outside atol + rtol*|want|."""
+    worst, bad = 0.0, []
+    for name, expected in want.items():
+        diff = np.abs(got[name].astype(np.float64) - expected.astype(np.float64))
+        worst = max(worst, float(diff.max(initial=0.0)))
+        if not np.all(diff <= atol + rtol * np.abs(expected)):
+            bad.append(f"{name} (max abs diff {diff.max():.3g})")
+    if bad:
+        raise NumericMismatchError(f"{got_name} outputs differ from {want_name} beyond atol={atol:g}, rtol={rtol:g}: "
+                                   f"{', '.join(bad)}; nothing was written. Loosen --atol/--rtol only if "
+                                   f"this difference is acceptable")
+    return worst
+
+
+def _manifest(name, tmp: Path, target: TargetSpec, inputs, outputs, diff, seconds) -> dict[str, Any]:
+    import onnx
+    import onnxruntime
+    import tvm
+    import tvm_ffi
+
+    files = {role: {"path": f, "sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size}
+             for role, f in (("library", LIBRARY), ("onnx", ONNX), ("golden", GOLDEN))}
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "name": name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"dlc": __version__, "tvm": tvm.__version__, "tvm_ffi": tvm_ffi.__version__,
+                     "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()},
+        "target": target.to_dict(),
+        "inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs],
+        "source_onnx_sha256": files["onnx"]["sha256"],
+        "tuning": None,
+        "files": files,
+        "verification": {"reference": "onnxruntime", "max_abs_diff": diff},
+        "compile_seconds": seconds,
+    }
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:200]
+
+
+class _Timer:
+    def __init__(self):
+        self._last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def mark(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self._last, 3)
+        self._last = now

@@ -1,0 +1,53 @@
+"""One error hierarchy for dlc.
+
+Every error a user can cause is a `DlcError`; the CLI turns it into a one-line message
+and exit code 1. Leaves also inherit the matching stdlib class so library callers can
+catch what they already know (`except FileNotFoundError`). A message says what failed,
+the offending value, and how to fix it.
+"""
+
+
+class DlcError(Exception):
+    """Base class of every error dlc reports to a user."""
+
+
+class InputFileError(DlcError, FileNotFoundError):
+    """A file or directory the user named does not exist or cannot be read."""
+
+    def __str__(self) -> str:  # FileNotFoundError would otherwise print "[Errno ...]"
+        return str(self.args[0]) if self.args else ""
+
+
+class OutputExistsError(DlcError, FileExistsError):
+    """The output path exists and overwriting was not asked for."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidModelError(DlcError, ValueError):
+    """A file is not a valid ONNX model or dlc checkpoint."""
+
+
+class UnknownNameError(DlcError, LookupError):
+    """A model, target, backend or other registered name does not exist."""
+
+
+class InputMismatchError(DlcError, ValueError):
+    """Inputs given to a model do not match its input names, shapes or dtypes."""
+
+
+class UnsupportedOpError(DlcError, NotImplementedError):
+    """A backend cannot handle one or more ops of the model."""
+
+
+class NumericMismatchError(DlcError, ArithmeticError):
+    """Two backends disagree beyond the tolerance."""
+
+
+class ArtifactIntegrityError(DlcError, ValueError):
+    """An artifact's files do not match the hashes in its manifest."""
+
+
+class BackendUnavailableError(DlcError, RuntimeError):
+    """A backend was asked for but cannot run (missing checkpoint, missing package)."""

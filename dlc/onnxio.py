@@ -1,0 +1,49 @@
+"""Loading ONNX files with errors a user can act on, and reading their input/output specs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dlc.errors import InvalidModelError
+from dlc.fileio import require_file
+from dlc.runtime.specs import TensorSpec
+
+
+def load_model(path: str | Path, check: bool = True):
+    """Loads an ONNX model; a missing file, a non-ONNX file or a model the checker rejects is a DlcError."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    p = require_file(path, "ONNX model", "export one with `dlc export`")
+    try:
+        model = onnx.load(str(p))
+    except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as e:
+        raise InvalidModelError(f"{p} is not an ONNX model (protobuf parse failed); "
+                                f"pass a .onnx file, e.g. from `dlc export`") from e
+    if not model.graph.node and not model.graph.output:
+        raise InvalidModelError(f"{p} is not an ONNX model (it parsed as an empty graph); "
+                                f"pass a .onnx file, e.g. from `dlc export`")
+    if check:
+        try:
+            onnx.checker.check_model(model, full_check=False)
+        except onnx.checker.ValidationError as e:
+            first = str(e).strip().splitlines()[0]
+            raise InvalidModelError(f"{p} fails the ONNX checker: {first}") from e
+    return model
+
+
+def io_specs(model) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Graph inputs (initializers excluded) and outputs; unknown dims come back as names."""
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [_spec(v) for v in model.graph.input if v.name not in initializers]
+    return inputs, [_spec(v) for v in model.graph.output]
+
+
+def _spec(value_info) -> TensorSpec:
+    import onnx
+
+    tensor_type = value_info.type.tensor_type
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name
+    shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                  for d in tensor_type.shape.dim)
+    return TensorSpec(value_info.name, shape, dtype)

@@ -1,0 +1,87 @@
+"""The model zoo: architectures registered by name, each with its arguments and input shape.
+
+The registry itself imports no torch, so listing models (and `dlc --help`) stays fast;
+`create` imports the module that defines the architecture.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from dlc.errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one zoo model and what it consumes."""
+
+    name: str
+    builder: str  # "module:callable", imported on first use
+    description: str
+    defaults: dict[str, Any]
+    input_shape_arg: str  # the argument holding the per-sample input shape
+    input_names: tuple[str, ...] = ("input",)
+    output_names: tuple[str, ...] = ("logits",)
+    tolerance: float = 1e-4  # max abs difference accepted between torch and ONNX Runtime
+    tags: tuple[str, ...] = field(default=())
+
+    def sample_shape(self, args: dict[str, Any]) -> tuple[int, ...]:
+        return tuple(args[self.input_shape_arg])
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown model {name!r}; choose one of: {', '.join(names())}") from None
+
+
+def resolve_args(spec: ModelSpec, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults merged with `overrides`; an unknown argument name is an error."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(spec.defaults))
+    if unknown:
+        raise UnknownNameError(
+            f"model {spec.name!r} has no argument(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(sorted(spec.defaults))}"
+        )
+    return {**spec.defaults, **overrides}
+
+
+def create(name: str, args: dict[str, Any] | None = None):
+    """Builds the torch module for zoo model `name` with `args` over its defaults."""
+    spec = get(name)
+    module_name, attr = spec.builder.split(":")
+    builder = getattr(importlib.import_module(module_name), attr)
+    return builder(**resolve_args(spec, args))
+
+
+register(ModelSpec(
+    name="mlp",
+    builder="dlc.zoo.vision:MLP",
+    description="multi-layer perceptron: flatten, hidden layers with ReLU and dropout",
+    defaults={"input_shape": [1, 8, 8], "hidden": [128, 64], "num_classes": 10, "dropout": 0.1},
+    input_shape_arg="input_shape",
+))
+
+register(ModelSpec(
+    name="cnn",
+    builder="dlc.zoo.vision:CNN",
+    description="small LeNet-style CNN: two conv+batch-norm+ReLU blocks, max-pool, two linear layers",
+    defaults={"input_shape": [1, 8, 8], "width": 16, "num_classes": 10, "dropout": 0.2},
+    input_shape_arg="input_shape",
+))

@@ -1,0 +1,1 @@
+"""Framework → ONNX: PyTorch export with validation against the framework's own outputs."""

@@ -1,0 +1,137 @@
+"""PyTorch → ONNX with torch.onnx's dynamo exporter, validated against PyTorch.
+
+The exported file is written to a temporary path, compared with the PyTorch module on
+ONNX Runtime, and renamed into place only if every output is within tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlc import __version__, zoo
+from dlc.checkpoint import Checkpoint
+from dlc.errors import DlcError, NumericMismatchError
+from dlc.fileio import atomic_path, check_output
+from dlc.runtime.specs import TensorSpec, random_inputs
+
+MIN_OPSET = 18  # the dynamo exporter's native opset; lower ones go through a version converter
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    opset: int = 18
+    dynamic_batch: bool = False
+    batch: int = 1  # the batch size baked in when the batch is not dynamic
+    tolerance: float | None = None  # max abs diff vs PyTorch; None = the zoo model's own
+    seed: int = 0
+    force: bool = False
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    model: str
+    opset: int
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    max_abs_diff: float
+    tolerance: float
+    checked_batches: list[int]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"onnx": str(self.path), "model": self.model, "opset": self.opset,
+                "inputs": [s.to_dict() for s in self.inputs], "outputs": [s.to_dict() for s in self.outputs],
+                "validation": {"reference": "pytorch", "runtime": "onnxruntime",
+                               "max_abs_diff": self.max_abs_diff, "tolerance": self.tolerance,
+                               "batches": self.checked_batches, "passed": True},
+                "seconds": round(self.seconds, 3)}
+
+
+def export_checkpoint(ckpt: Checkpoint, out: str | Path, config: ExportConfig = ExportConfig()) -> ExportReport:
+    """Exports a trained (or freshly built) zoo model to ONNX at `out` and validates it."""
+    import torch
+
+    out, start = Path(out), time.perf_counter()
+    check_output(out, config.force)
+    if config.opset < MIN_OPSET:
+        raise DlcError(f"opset {config.opset} is too old for torch's exporter; use --opset {MIN_OPSET} or newer")
+    spec = zoo.get(ckpt.model)
+    module = ckpt.build_module()
+    example = torch.zeros((config.batch, *ckpt.input_shape))
+    tolerance = config.tolerance if config.tolerance is not None else spec.tolerance
+    with atomic_path(out) as tmp:
+        _torch_export(module, example, tmp, spec, config)
+        _annotate(tmp, ckpt)
+        from dlc.onnxio import io_specs, load_model
+
+        inputs, outputs = io_specs(load_model(tmp))
+        batches = [config.batch] if not config.dynamic_batch else [1, 3]
+        diff = _validate(module, tmp, inputs, batches, tolerance, config.seed)
+    return ExportReport(out, ckpt.model, config.opset, inputs, outputs, diff, tolerance, batches,
+                        time.perf_counter() - start)
+
+
+def _torch_export(module, example, path: Path, spec: zoo.ModelSpec, config: ExportConfig) -> None:
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    dynamic_shapes = ({0: batch},) if config.dynamic_batch else None
+    # The exporter logs a warning per torchvision op it cannot register; dlc has no torchvision.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch's own pytree deprecations
+            program = torch.onnx.export(module, (example,), input_names=list(spec.input_names),
+                                        output_names=list(spec.output_names), opset_version=config.opset,
+                                        dynamo=True, dynamic_shapes=dynamic_shapes, verbose=False)
+    except Exception as e:  # torch.export raises many types for code it cannot trace
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise DlcError(f"torch.onnx export of {spec.name!r} failed: {first}") from e
+    program.save(str(path))
+
+
+def _annotate(path: Path, ckpt: Checkpoint) -> None:
+    """Records where the model came from in the ONNX metadata."""
+    import onnx
+
+    model = onnx.load(str(path))
+    meta = {"dlc.version": __version__, "dlc.model": ckpt.model, "dlc.model_args": json.dumps(ckpt.model_args),
+            "dlc.preprocess": ckpt.preprocess or "", "dlc.dataset": ckpt.dataset or ""}
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
+    model.producer_name = "dlc"
+    onnx.save(model, str(path))
+
+
+def _validate(module, onnx_path: Path, inputs, batches, tolerance, seed) -> float:
+    """Runs PyTorch and ONNX Runtime on sample inputs; collects every output over tolerance."""
+    import torch
+
+    from dlc.runtime.session import OrtSession
+
+    session, worst, failures = OrtSession(onnx_path), 0.0, []
+    for batch in batches:
+        feed = random_inputs(inputs, seed=seed + batch, batch=batch)
+        with torch.no_grad():
+            expected = module(*(torch.from_numpy(feed[s.name]) for s in inputs))
+        expected = expected if isinstance(expected, (tuple, list)) else (expected,)
+        got = session.run(feed)
+        for spec, want in zip(session.outputs, expected):
+            diff = float(np.abs(got[spec.name] - want.numpy()).max(initial=0.0))
+            worst = max(worst, diff)
+            if diff > tolerance:
+                failures.append(f"{spec.name} at batch {batch}: {diff:.3g}")
+    if failures:
+        raise NumericMismatchError(f"ONNX Runtime differs from PyTorch beyond tolerance {tolerance:g}: "
+                                   f"{'; '.join(failures)}; nothing was written (raise --tolerance only if "
+                                   "this difference is acceptable)")
+    return worst

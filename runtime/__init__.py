@@ -1,0 +1,1 @@
+"""Running models: sessions for every backend, benchmarking, and (later) serving and deploying."""

@@ -1,0 +1,71 @@
+"""Tensor specs and the input check every session shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dlc.errors import InputMismatchError
+
+Dim = int | str  # a str is a symbolic dimension (e.g. "batch") that accepts any size
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[Dim, ...]
+    dtype: str  # numpy dtype name, e.g. "float32"
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.dtype}[{','.join(map(str, self.shape))}]"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TensorSpec":
+        return cls(d["name"], tuple(d["shape"]), d["dtype"])
+
+    def is_static(self) -> bool:
+        return all(isinstance(d, int) for d in self.shape)
+
+    def problems(self, array: np.ndarray) -> list[str]:
+        found = []
+        if array.dtype.name != self.dtype:
+            found.append(f"{self.name!r} has dtype {array.dtype.name}, expected {self.dtype}")
+        if len(array.shape) != len(self.shape) or any(
+                isinstance(want, int) and want != got for want, got in zip(self.shape, array.shape)):
+            found.append(f"{self.name!r} has shape {list(array.shape)}, expected {list(self.shape)}")
+        return found
+
+
+def check_inputs(specs: list[TensorSpec], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Returns `inputs` if they match `specs`; otherwise raises one error listing every mismatch."""
+    by_name = {s.name: s for s in specs}
+    problems = [f"missing input {name!r}" for name in by_name if name not in inputs]
+    problems += [f"{name!r} is not an input" for name in inputs if name not in by_name]
+    for name, array in inputs.items():
+        if name in by_name:
+            problems += by_name[name].problems(np.asarray(array))
+    if problems:
+        expected = "; ".join(str(s) for s in specs)
+        raise InputMismatchError(f"inputs do not match the model: {'; '.join(problems)} "
+                                 f"(the model takes {expected})")
+    return {name: np.ascontiguousarray(inputs[name]) for name in by_name}
+
+
+def random_inputs(specs: list[TensorSpec], seed: int = 0, batch: int = 1) -> dict[str, np.ndarray]:
+    """Reproducible sample inputs; symbolic dimensions become `batch`."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for spec in specs:
+        shape = tuple(d if isinstance(d, int) else batch for d in spec.shape)
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f":
+            out[spec.name] = rng.random(shape, dtype=np.float32).astype(dtype)
+        elif dtype.kind in "iu":
+            out[spec.name] = rng.integers(0, 10, shape).astype(dtype)
+        else:
+            out[spec.name] = rng.integers(0, 2, shape).astype(dtype)
+    return out
