@@ -1,0 +1,1 @@
+"""ONNX → ONNX graph passes (fuse, quantize, prune, lower). The pass infrastructure lands with issue #4."""

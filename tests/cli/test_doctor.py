@@ -1,0 +1,48 @@
+import json
+
+from tests.conftest import assert_one_line_error, invoke
+
+
+def test_exported_cnn_is_fully_supported(runner, onnx_model, tmp_path):
+    report_path = tmp_path / "doctor.json"
+    result = invoke(runner, "doctor", onnx_model, "--report", report_path)
+    assert result.exit_code == 0, result.output
+    assert "tvm: all ops supported" in result.stdout
+    assert "onnxruntime: all ops supported" in result.stdout
+    report = json.loads(report_path.read_text())
+    ops = {o["op"] for o in report["ops"]}
+    assert {"Conv", "Relu", "MaxPool", "Gemm"} <= ops
+    assert report["gaps"] == {"tvm": [], "onnxruntime": []}
+
+
+def test_every_gap_is_listed_with_node_names(runner, lstm_onnx, tmp_path):
+    report_path = tmp_path / "doctor.json"
+    result = invoke(runner, "doctor", lstm_onnx, "--report", report_path)
+    assert result.exit_code == 0, result.output
+    assert "tvm: 1 unsupported op type(s): LSTM" in result.stdout
+    assert "encoder/lstm" in result.stdout
+    report = json.loads(report_path.read_text())
+    lstm = next(o for o in report["ops"] if o["op"] == "LSTM")
+    assert lstm["supported"] == {"tvm": False, "onnxruntime": True}
+    assert lstm["nodes"] == ["encoder/lstm"] and lstm["version"] == 14
+
+
+def test_custom_domain_op_is_a_gap_for_both(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from dlc.compiler.coverage import check_coverage
+
+    node = helper.make_node("FancyOp", ["x"], ["y"], name="mystery", domain="com.example")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.example", 1)])
+    report = check_coverage(model)
+    assert [g.qualified for g in report.gaps("tvm")] == ["com.example::FancyOp"]
+    assert [g.qualified for g in report.gaps("onnxruntime")] == ["com.example::FancyOp"]
+
+
+def test_doctor_on_a_non_onnx_file(runner, tmp_path):
+    junk = tmp_path / "model.onnx"
+    junk.write_text("hello")
+    assert_one_line_error(invoke(runner, "doctor", junk), "not an ONNX model")

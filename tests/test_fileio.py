@@ -1,0 +1,30 @@
+import pytest
+
+from dlc.fileio import atomic_path
+
+
+def test_file_is_renamed_only_on_success(tmp_path):
+    dest = tmp_path / "out.txt"
+    with atomic_path(dest) as tmp:
+        tmp.write_text("done")
+        assert not dest.exists()
+    assert dest.read_text() == "done"
+    with pytest.raises(RuntimeError), atomic_path(dest) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash mid-write")
+    assert dest.read_text() == "done"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_directory_is_swapped_whole(tmp_path):
+    dest = tmp_path / "art.dlc"
+    with atomic_path(dest, directory=True) as tmp:
+        (tmp / "a").write_text("1")
+    with pytest.raises(ValueError), atomic_path(dest, directory=True) as tmp:
+        (tmp / "b").write_text("2")
+        raise ValueError("verification failed")
+    assert sorted(p.name for p in dest.iterdir()) == ["a"]
+    with atomic_path(dest, directory=True) as tmp:
+        (tmp / "c").write_text("3")
+    assert sorted(p.name for p in dest.iterdir()) == ["c"]
+    assert [p.name for p in tmp_path.iterdir()] == ["art.dlc"]
