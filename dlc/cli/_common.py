@@ -10,7 +10,7 @@ from rich.table import Table
 
 from dlc.errors import DlcError
 
-console = Console(highlight=False)
+console = Console(highlight=False, markup=False)  # model and file names may contain [brackets]
 
 
 def parse_shapes(values: list[str] | None) -> dict[str, list[int]]:

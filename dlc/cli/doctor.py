@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from dlc.cli._common import console
 
@@ -23,7 +24,7 @@ def doctor(
     for column in ("op", "version", "nodes", *CHECKED_BACKENDS, "unsupported at"):
         table.add_column(column, justify="right" if column in ("version", "nodes") else "left")
     for op in coverage.ops:
-        marks = ["yes" if op.supported[b] else "[red]NO[/red]" for b in CHECKED_BACKENDS]
+        marks = ["yes" if op.supported[b] else Text("NO", style="bold red") for b in CHECKED_BACKENDS]
         where = ", ".join(op.nodes[:4]) + (" …" if len(op.nodes) > 4 else "") if not all(op.supported.values()) else ""
         table.add_row(op.qualified, str(op.version or "?"), str(len(op.nodes)), *marks, where)
     console.print(table)
