@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from dlc.errors import ArtifactIntegrityError, InputFileError, InvalidModelError
+from dlc.errors import (ArtifactIntegrityError, BackendUnavailableError, InputFileError, InvalidModelError,
+                        WrongArchitectureError)
 from dlc.runtime.specs import TensorSpec
 
 FORMAT = "dlc-artifact"
@@ -76,12 +77,23 @@ class Artifact:
                     "(modified or corrupted); it was not loaded. Recompile it with `dlc compile`")
 
     def require_runnable_here(self) -> None:
+        """Refuses an artifact whose code cannot run on this machine, before it is opened."""
+        import tvm
+
         from dlc.compiler.target import host_arch
 
-        arch = self.manifest["target"]["arch"]
+        arch, device = self.manifest["target"]["arch"], self.manifest["target"].get("device", "cpu")
         if arch != host_arch():
-            raise InvalidModelError(f"artifact {self.path} was built for {arch}, this machine is {host_arch()}; "
-                                    "run it on such a device, or recompile with `--target host`")
+            raise WrongArchitectureError(
+                f"artifact {self.path} was built for {arch}, this machine is {host_arch()}; run it on such a "
+                "device with `dlc deploy`, or recompile with `--target host`")
+        if device == "cuda" and not tvm.cuda().exist:
+            raise BackendUnavailableError(f"artifact {self.path} was built for a CUDA GPU and this machine has none; "
+                                          "run it on a GPU machine, or recompile with `--target host`")
+
+    @property
+    def device(self) -> str:
+        return self.manifest["target"].get("device", "cpu")
 
     @property
     def name(self) -> str:

@@ -49,5 +49,13 @@ class ArtifactIntegrityError(DlcError, ValueError):
     """An artifact's files do not match the hashes in its manifest."""
 
 
+class WrongArchitectureError(DlcError, ValueError):
+    """An artifact was built for another machine architecture than the one asked to run it."""
+
+
+class DeviceError(DlcError, ConnectionError):
+    """A remote device could not be reached, or dropped during a run."""
+
+
 class BackendUnavailableError(DlcError, RuntimeError):
     """A backend was asked for but cannot run (missing checkpoint, missing package)."""

@@ -12,11 +12,11 @@ from dlc.runtime.specs import TensorSpec, check_inputs
 class TvmSession:
     backend = "tvm"
 
-    def __init__(self, executable, inputs: list[TensorSpec], outputs: list[TensorSpec]):
+    def __init__(self, executable, inputs: list[TensorSpec], outputs: list[TensorSpec], device: str = "cpu"):
         import tvm
         from tvm import relax
 
-        self.device = tvm.cpu()
+        self.device = tvm.cuda() if device == "cuda" else tvm.cpu()
         self._vm = relax.VirtualMachine(executable, self.device)
         self._main = self._vm["main"]
         self.inputs, self.outputs = inputs, outputs
@@ -28,7 +28,7 @@ class TvmSession:
 
         artifact.require_runnable_here()
         lib = tvm.runtime.load_module(str(artifact.library_path))
-        return cls(lib, artifact.inputs, artifact.outputs)
+        return cls(lib, artifact.inputs, artifact.outputs, artifact.device)
 
     @classmethod
     def from_onnx(cls, onnx_path: str | Path, shapes: dict[str, list[int]] | None = None) -> "TvmSession":

@@ -55,7 +55,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from dlc.cli import bench, compile, doctor, export, quickstart, train
+    from dlc.cli import bench, compile, doctor, export, quickstart, targets, train
 
     app.command("quickstart")(quickstart.quickstart)
     app.command("train")(train.train)
@@ -63,6 +63,7 @@ def _register() -> None:
     app.command("compile")(compile.compile_)
     app.command("bench")(bench.bench)
     app.command("doctor")(doctor.doctor)
+    app.command("targets")(targets.targets)
 
 
 _register()

@@ -25,6 +25,7 @@ from dlc import __version__
 from dlc.artifact import FORMAT, FORMAT_VERSION, GOLDEN, LIBRARY, MANIFEST, ONNX, save_golden, sha256_file
 from dlc.compiler.coverage import check_coverage, require_supported
 from dlc.compiler.target import TargetSpec, host_arch, resolve_target
+from dlc.elf import read_elf_header
 from dlc.errors import DlcError, InputMismatchError, NumericMismatchError
 from dlc.fileio import atomic_path, check_output, write_json
 from dlc.onnxio import io_specs, load_model
@@ -61,18 +62,20 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
     model = load_model(onnx_path)
     require_supported(check_coverage(model), "tvm")
     target = resolve_target(config.target)
+    fcompile = target.fcompile()  # a missing cross linker fails here, before the build
     inputs = static_specs(io_specs(model)[0], config.shapes)
     timer.mark("load")
     executable = build_executable(model, inputs, target)
     timer.mark("build")
     with atomic_path(out, directory=True) as tmp:
-        executable.export_library(str(tmp / LIBRARY))
+        _export_library(executable, tmp / LIBRARY, fcompile, target)
         shutil.copyfile(onnx_path, tmp / ONNX)
         golden_in = random_inputs(inputs, seed=config.seed)
         golden_out = _onnxruntime_outputs(tmp / ONNX, golden_in)
         save_golden(tmp / GOLDEN, golden_in, golden_out)
         timer.mark("export")
-        diff = _verify(tmp, golden_in, golden_out, config) if target.arch == host_arch() else None
+        runs_here = target.arch == host_arch() and target.device == "cpu"
+        diff = _verify(tmp, golden_in, golden_out, config) if runs_here else None
         timer.mark("verify")
         manifest = _manifest(out.name.removesuffix(".dlc"), tmp, target, inputs, _specs_of(golden_out),
                              diff, timer.seconds)
@@ -119,6 +122,14 @@ def build_executable(model, inputs: list[TensorSpec], target: TargetSpec):
     tvm_target = target.tvm_target()
     with tvm_target:
         return tvm.compile(mod, target=tvm_target, relax_pipeline=relax.get_default_pipeline(tvm_target))
+
+
+def _export_library(executable, path: Path, fcompile, target: TargetSpec) -> None:
+    try:
+        executable.export_library(str(path), fcompile=fcompile)
+    except RuntimeError as e:  # the linker's own message is the useful part
+        lines = [line for line in str(e).splitlines() if "error" in line.lower()] or [_first_line(e)]
+        raise DlcError(f"linking the library for target {target.name} failed: {lines[-1].strip()[:300]}") from e
 
 
 def _onnxruntime_outputs(onnx_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -173,6 +184,7 @@ def _manifest(name, tmp: Path, target: TargetSpec, inputs, outputs, diff, second
                      "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},
         "target": target.to_dict(),
+        "library_elf": read_elf_header(tmp / LIBRARY),
         "inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs],
         "source_onnx_sha256": files["onnx"]["sha256"],
         "tuning": None,

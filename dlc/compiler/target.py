@@ -1,34 +1,117 @@
-"""Compilation targets: TVM JSON target dicts plus the CPU architecture they run on.
+"""Compilation targets: named presets, each a TVM JSON target plus how to link for it.
 
-TVM 0.27 takes targets as JSON dicts and rejects "-mcpu=native", so the host CPU is
-detected with LLVM (`llvm_get_system_cpu`).
+TVM 0.27 takes targets as JSON dicts and rejects "-mcpu=native", so `host` is detected
+with LLVM (`llvm_get_system_cpu`). Cross targets are linked with the GNU cross compilers
+from Debian (`scripts/setup-edge` installs them), Android with LLVM's lld.
 """
 
 from __future__ import annotations
 
 import json
 import platform
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, field
 from typing import Any
 
-from dlc.errors import UnknownNameError
+from dlc.errors import DlcError, UnknownNameError
 
-PRESETS = {"host": "this machine's CPU, detected by LLVM"}
+SETUP_EDGE = "./scripts/setup-edge"
+
+
+@dataclass(frozen=True)
+class Linker:
+    """How to turn TVM's object files into a shared library for a target."""
+
+    command: str  # the executable, e.g. "aarch64-linux-gnu-gcc"
+    package: str  # the Debian package providing it
+    style: str = "gcc"  # "gcc" (a compiler driver) or "lld" (ld.lld called directly)
+    options: tuple[str, ...] = ()
+
+    def fcompile(self):
+        """A function for `export_library(fcompile=...)`, or a clear error if the tool is absent."""
+        from tvm.support import cc
+
+        if shutil.which(self.command) is None:
+            raise DlcError(f"the linker {self.command} is not installed; install Debian's {self.package} "
+                           f"(run {SETUP_EDGE})")
+        if self.style == "lld":
+            return cc.cross_compiler(_lld_create_shared(self.command), list(self.options))
+        return cc.cross_compiler(self.command, list(self.options))
 
 
 @dataclass(frozen=True)
 class TargetSpec:
     name: str
     tvm: dict[str, Any]  # what tvm.target.Target() takes
-    arch: str  # machine the code runs on, as platform.machine() spells it
+    arch: str  # machine the host code runs on, as platform.machine() spells it
+    device: str = "cpu"  # "cpu" or "cuda": where the kernels run
+    linker: Linker | None = None  # None: the host's default C compiler
+    description: str = ""
+    tags: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "tvm": self.tvm, "arch": self.arch}
+        return {"name": self.name, "tvm": self.tvm, "arch": self.arch, "device": self.device,
+                "linker": self.linker.command if self.linker else None}
 
     def tvm_target(self):
         import tvm
 
         return tvm.target.Target(self.tvm)
+
+    def fcompile(self):
+        return self.linker.fcompile() if self.linker else None
+
+
+def _lld_create_shared(lld: str):
+    import subprocess
+
+    def create_shared(output, objects, options=None):
+        cmd = [lld, "-shared", "-o", output, *objects, *(options or [])]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise DlcError(f"{lld} failed to link {output}: {proc.stderr.strip().splitlines()[-1:]}")
+
+    create_shared.output_format = "so"
+    return create_shared
+
+
+AARCH64_GCC = Linker("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")
+ARMHF_GCC = Linker("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf")
+ANDROID_LLD = Linker("ld.lld", "lld", style="lld", options=("--build-id", "-z", "noexecstack"))
+
+
+def _arm64(name: str, cpu: str, description: str, linker: Linker = AARCH64_GCC, triple="aarch64-linux-gnu"):
+    return TargetSpec(name, {"kind": "llvm", "mtriple": triple, "mcpu": cpu, "mattr": ["+neon"]},
+                      "aarch64", linker=linker, description=description)
+
+
+def _cuda(name: str, sm: str, description: str, host: dict | None = None, arch="x86_64", linker=None):
+    return TargetSpec(name, {"kind": "cuda", "arch": sm, "host": host or {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}},
+                      arch, device="cuda", linker=linker, description=description)
+
+
+PRESETS: dict[str, TargetSpec] = {t.name: t for t in [
+    TargetSpec("x86-64-avx2", {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "haswell"}, "x86_64",
+               description="x86-64 with AVX2 and FMA (Haswell and newer, Zen)"),
+    TargetSpec("x86-64-avx512", {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "skylake-avx512"}, "x86_64",
+               description="x86-64 with AVX-512 (Skylake-SP and newer servers)"),
+    _arm64("raspberry-pi-3", "cortex-a53", "Raspberry Pi 3, 64-bit OS (Cortex-A53)"),
+    _arm64("raspberry-pi-4", "cortex-a72", "Raspberry Pi 4, 64-bit OS (Cortex-A72)"),
+    _arm64("raspberry-pi-5", "cortex-a76", "Raspberry Pi 5, 64-bit OS (Cortex-A76)"),
+    TargetSpec("armv7", {"kind": "llvm", "mtriple": "armv7a-linux-gnueabihf", "mcpu": "cortex-a7",
+                         "mattr": ["+neon", "+vfp4"], "mfloat-abi": "hard"}, "armv7l", linker=ARMHF_GCC,
+               description="32-bit ARMv7 Linux, hard float, NEON (Cortex-A7 class; Pi 2, 32-bit Pi OS)"),
+    _arm64("android-arm64", "cortex-a76", "Android phones, arm64-v8a (Cortex-A76/A78 class)",
+           linker=ANDROID_LLD, triple="aarch64-linux-android"),
+    _cuda("cuda-sm75", "sm_75", "NVIDIA Turing GPUs (T4, RTX 20xx)"),
+    _cuda("cuda-sm80", "sm_80", "NVIDIA Ampere data-centre GPUs (A100, A30)"),
+    _cuda("cuda-sm86", "sm_86", "NVIDIA Ampere consumer GPUs (RTX 30xx, A10)"),
+    _cuda("cuda-sm89", "sm_89", "NVIDIA Ada GPUs (L4, L40, RTX 40xx)"),
+    _cuda("cuda-sm90", "sm_90", "NVIDIA Hopper GPUs (H100, H200)"),
+    _cuda("jetson-orin", "sm_87", "NVIDIA Jetson AGX Orin / Orin Nano (aarch64 host, sm_87 GPU)",
+          host={"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a78"}, arch="aarch64",
+          linker=AARCH64_GCC),
+]}
 
 
 def host_arch() -> str:
@@ -36,16 +119,31 @@ def host_arch() -> str:
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
 
 
+def host_target() -> TargetSpec:
+    from tvm.target import codegen
+
+    cpu = codegen.llvm_get_system_cpu()
+    return TargetSpec("host", {"kind": "llvm", "mcpu": cpu}, host_arch(), description=f"this machine's CPU ({cpu})")
+
+
+def preset_names() -> list[str]:
+    return ["host", *PRESETS]
+
+
 def resolve_target(name: str) -> TargetSpec:
     """A preset name, or a TVM JSON target (`{"kind": "llvm", "mcpu": "skylake"}`)."""
     if name == "host":
-        from tvm.target import codegen
-
-        return TargetSpec("host", {"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu()}, host_arch())
+        return host_target()
+    if name in PRESETS:
+        return PRESETS[name]
     if name.lstrip().startswith("{"):
         return _from_json(name)
-    raise UnknownNameError(f"unknown target {name!r}; use one of: {', '.join(PRESETS)}, "
-                           "or a TVM JSON target such as '{\"kind\": \"llvm\", \"mcpu\": \"skylake\"}'")
+    raise UnknownNameError(f"unknown target {name!r}; use one of: {', '.join(preset_names())} "
+                           "(see `dlc targets`), or a TVM JSON target such as '{\"kind\": \"llvm\", \"mcpu\": \"skylake\"}'")
+
+
+_TRIPLE_LINKERS = {"aarch64-linux-gnu": AARCH64_GCC, "aarch64-linux-android": ANDROID_LLD,
+                   "armv7a-linux-gnueabihf": ARMHF_GCC, "arm-linux-gnueabihf": ARMHF_GCC}
 
 
 def _from_json(text: str) -> TargetSpec:
@@ -56,6 +154,14 @@ def _from_json(text: str) -> TargetSpec:
         tvm.target.Target(spec)
     except (json.JSONDecodeError, ValueError, TypeError, RuntimeError) as e:
         raise UnknownNameError(f"invalid TVM target {text!r}: {str(e).splitlines()[0]}") from e
-    triple = spec.get("mtriple", "")
-    arch = triple.split("-")[0] if triple else host_arch()
-    return TargetSpec("custom", spec, arch)
+    host = spec.get("host", spec) if spec.get("kind") != "llvm" else spec
+    triple = host.get("mtriple", "")
+    arch = _triple_arch(triple) if triple else host_arch()
+    linker = _TRIPLE_LINKERS.get(triple) if arch != host_arch() else None
+    device = "cuda" if spec.get("kind") == "cuda" else "cpu"
+    return TargetSpec("custom", spec, arch, device=device, linker=linker, description="a TVM JSON target")
+
+
+def _triple_arch(triple: str) -> str:
+    first = triple.split("-")[0]
+    return "armv7l" if first.startswith("arm") else first
