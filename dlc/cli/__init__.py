@@ -55,7 +55,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from dlc.cli import bench, compile, doctor, export, quickstart, targets, train
+    from dlc.cli import bench, compile, deploy, device, doctor, export, quickstart, targets, train
 
     app.command("quickstart")(quickstart.quickstart)
     app.command("train")(train.train)
@@ -64,6 +64,8 @@ def _register() -> None:
     app.command("bench")(bench.bench)
     app.command("doctor")(doctor.doctor)
     app.command("targets")(targets.targets)
+    app.command("deploy")(deploy.deploy)
+    app.add_typer(device.app, name="device")
 
 
 _register()

@@ -1,0 +1,176 @@
+"""Deploying an artifact to a device over TVM RPC, verifying it there, and timing it.
+
+The device is TVM's own RPC server (a Raspberry Pi, a phone, the emulated board),
+reached directly (`--rpc HOST:PORT`) or through TVM's RPC tracker (`--tracker HOST:PORT
+--key KEY`), which queues a fleet of boards by key. Every step runs under a deadline:
+a device that stops answering gives a DeviceError and a retry, never a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlc.artifact import Artifact
+from dlc.errors import DeviceError, DlcError, WrongArchitectureError
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    rpc: str | None = None  # HOST:PORT of an RPC server
+    tracker: str | None = None  # HOST:PORT of an RPC tracker (with key)
+    key: str = ""  # the device key the server or tracker knows it by
+    number: int = 10  # calls per timed repeat
+    repeat: int = 5
+    timeout: float = 300.0  # seconds for one whole attempt, upload to timing
+    retries: int = 1
+    atol: float = 1e-4
+    rtol: float = 1e-4
+
+
+@dataclass
+class DeployReport:
+    artifact: str
+    device: dict[str, Any]
+    max_abs_diff: float
+    latency_ms: dict[str, float]
+    seconds: dict[str, float]
+    attempts: int
+    outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "outputs"}
+
+
+def deploy(path: str | Path, config: DeployConfig) -> DeployReport:
+    """Uploads the artifact's library, runs its golden inputs and times it on the device."""
+    if bool(config.rpc) == bool(config.tracker):
+        raise DlcError("name the device with exactly one of --rpc HOST:PORT or --tracker HOST:PORT --key KEY")
+    if config.tracker and not config.key:
+        raise DlcError("--tracker needs --key, the device key boards registered with (e.g. raspberry-pi-4)")
+    artifact = Artifact.load(path)  # checks every sha256 before anything leaves this machine
+    error: DeviceError | None = None
+    for attempt in range(1, config.retries + 2):
+        try:
+            report = _with_deadline(lambda: _deploy_once(artifact, config), config.timeout, _where(config))
+            report.attempts = attempt
+            return report
+        except DeviceError as e:  # the device or the link failed: worth another try
+            error = e
+    raise DeviceError(f"{error} (gave up after {config.retries + 1} attempts; is the device up? "
+                      "`dlc device emulate` starts an emulated one)")
+
+
+def _where(config: DeployConfig) -> str:
+    return f"RPC server {config.rpc}" if config.rpc else f"tracker {config.tracker} (key {config.key})"
+
+
+def _with_deadline(fn, timeout: float, where: str):
+    """Runs fn in a daemon thread; a device that stops answering cannot block past `timeout`."""
+    box: dict[str, Any] = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # handed to the caller's thread below
+            box["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise DeviceError(f"{where} did not finish within {timeout:.0f} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def connect(config: DeployConfig):
+    """An RPC session to the device; connection failures become DeviceError."""
+    from tvm import rpc
+
+    session_timeout = int(config.timeout)
+    try:
+        if config.rpc:
+            host, port = _host_port(config.rpc, "--rpc")
+            return rpc.connect(host, port, key=config.key, session_timeout=session_timeout)
+        host, port = _host_port(config.tracker, "--tracker")
+        return rpc.connect_tracker(host, port).request(config.key, session_timeout=session_timeout, max_retry=3)
+    except DlcError:
+        raise
+    except Exception as e:  # TVM raises TVMError, RuntimeError or OSError for an unreachable device
+        raise DeviceError(f"cannot reach {_where(config)}: {_first_line(e)}") from e
+
+
+def _deploy_once(artifact: Artifact, config: DeployConfig) -> DeployReport:
+    import tvm
+    from tvm import relax
+
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    remote = connect(config)
+    device = device_info(remote)
+    _check_architecture(artifact, device)
+    seconds["connect"] = _lap(t0)
+    try:
+        remote_name = f"dlc-{artifact.manifest['files']['library']['sha256'][:16]}.so"
+        remote.upload(str(artifact.library_path), target=remote_name)
+        lib = remote.load_module(remote_name)
+        dev = remote.cuda() if artifact.device == "cuda" else remote.cpu()
+        vm = relax.VirtualMachine(lib, dev)
+        seconds["upload_and_load"] = _lap(t0, seconds)
+        golden_in, golden_out = artifact.golden()
+        args = [tvm.runtime.tensor(golden_in[s.name], dev) for s in artifact.inputs]
+        result = vm["main"](*args)
+        values = [result] if hasattr(result, "numpy") else list(result)
+        outputs = {s.name: v.numpy() for s, v in zip(artifact.outputs, values)}
+        timer = vm.time_evaluator("main", dev, number=config.number, repeat=config.repeat)(*args)
+        seconds["run_and_time"] = _lap(t0, seconds)
+    except DlcError:
+        raise
+    except Exception as e:
+        raise DeviceError(f"{_where(config)} failed during the run: {_first_line(e)}") from e
+    from dlc.compiler.build import check_close
+
+    diff = check_close(outputs, golden_out, config.atol, config.rtol, "the device", "ONNX Runtime (golden)")
+    runs = np.asarray(timer.results) * 1000.0
+    latency = {"mean": float(runs.mean()), "median": float(np.median(runs)), "min": float(runs.min()),
+               "max": float(runs.max()), "std": float(runs.std()), "number": config.number, "repeat": config.repeat}
+    return DeployReport(str(artifact.path), device, diff, latency, seconds, 1, outputs)
+
+
+def device_info(remote) -> dict[str, Any]:
+    """What the device says about itself; boards started by dlc answer `dlc.device_info`."""
+    try:
+        return json.loads(remote.get_function("dlc.device_info")())
+    except Exception:  # a plain TVM RPC server has no such function
+        return {"arch": None, "note": "the device did not report its architecture (not started by dlc)"}
+
+
+def _check_architecture(artifact: Artifact, device: dict[str, Any]) -> None:
+    want = artifact.manifest["target"]["arch"]
+    if device.get("arch") and device["arch"] != want:
+        raise WrongArchitectureError(
+            f"artifact {artifact.path} is built for {want} but the device is {device['arch']}; nothing was "
+            f"uploaded. Recompile for it, e.g. `dlc compile MODEL.onnx --target {device.get('board') or 'TARGET'}`")
+
+
+def _host_port(text: str, flag: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise DlcError(f"{flag} {text!r} is not HOST:PORT; e.g. {flag} 127.0.0.1:9190")
+    return host, int(port)
+
+
+def _lap(t0: float, seconds: dict[str, float] | None = None) -> float:
+    return round(time.perf_counter() - t0 - sum((seconds or {}).values()), 3)
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]

@@ -1,0 +1,124 @@
+"""Deploying to the emulated Raspberry Pi 4 over TVM RPC: directly and through a tracker."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from dlc.artifact import Artifact
+from dlc.errors import DeviceError
+from dlc.runtime.remote import DeployConfig, deploy
+from dlc.runtime.session import open_session
+from tests.conftest import assert_one_line_error, invoke
+
+pytestmark = pytest.mark.emulated
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _require_emulation():
+    missing = [t for t in ("qemu-aarch64-static", "debootstrap", "aarch64-linux-gnu-gcc") if not shutil.which(t)]
+    if missing:
+        pytest.skip(f"emulated board needs {', '.join(missing)} (run ./scripts/setup-edge as root)")
+
+
+@pytest.fixture(scope="module")
+def board():
+    _require_emulation()
+    from dlc.runtime.board import start_board
+
+    with start_board("raspberry-pi-4", port=_free_port()) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def pi_artifact(runner, onnx_model, tmp_path_factory):
+    _require_emulation()
+    out = tmp_path_factory.mktemp("pi") / "cnn-pi4.dlc"
+    assert invoke(runner, "compile", onnx_model, "-o", out, "--target", "raspberry-pi-4").exit_code == 0
+    return out
+
+
+def test_pi4_artifact_on_the_emulated_board_matches_the_host(runner, board, pi_artifact, artifact, tmp_path):
+    report_path = tmp_path / "deploy.json"
+    result = invoke(runner, "deploy", pi_artifact, "--rpc", board.address, "--key", board.key,
+                    "--number", "3", "--repeat", "2", "--report", report_path)
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    assert report["device"]["arch"] == "aarch64" and report["device"]["cpu"] == "cortex-a72"
+    assert report["max_abs_diff"] <= 1e-4 and report["latency_ms"]["mean"] > 0
+    # The same golden inputs through the host's own TVM build give the same numbers.
+    golden_in, _ = Artifact.load(pi_artifact).golden()
+    remote = deploy(pi_artifact, DeployConfig(rpc=board.address, key=board.key, number=1, repeat=1))
+    host = open_session("tvm", artifact).run(golden_in)
+    np.testing.assert_allclose(remote.outputs["logits"], host["logits"], atol=1e-4)
+
+
+def test_wrong_architecture_is_refused_before_upload(runner, board, onnx_model, tmp_path):
+    if not shutil.which("arm-linux-gnueabihf-gcc"):
+        pytest.skip("arm-linux-gnueabihf-gcc is not installed (run ./scripts/setup-edge)")
+    armv7 = tmp_path / "cnn-armv7.dlc"
+    assert invoke(runner, "compile", onnx_model, "-o", armv7, "--target", "armv7").exit_code == 0
+    result = invoke(runner, "deploy", armv7, "--rpc", board.address, "--key", board.key)
+    assert_one_line_error(result, "built for armv7l", "device is aarch64", "nothing was uploaded")
+
+
+def test_through_the_rpc_tracker(pi_artifact):
+    _require_emulation()
+    from dlc.runtime.board import start_board
+
+    port = _free_port()
+    tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
+                                "--port", str(port), "--port-end", str(port + 1)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3)
+        with start_board("raspberry-pi-4", port=_free_port(), key="rpi4-fleet", tracker=f"127.0.0.1:{port}"):
+            time.sleep(2)  # the server registers with the tracker after it starts listening
+            report = deploy(pi_artifact, DeployConfig(tracker=f"127.0.0.1:{port}", key="rpi4-fleet",
+                                                      number=2, repeat=1))
+        assert report.device["arch"] == "aarch64" and report.max_abs_diff <= 1e-4
+    finally:
+        tracker.terminate()
+        tracker.wait(10)
+
+
+def test_unreachable_device_is_a_clear_error_after_retries(runner, artifact):
+    start = time.monotonic()
+    result = invoke(runner, "deploy", artifact, "--rpc", f"127.0.0.1:{_free_port()}", "--retries", "1")
+    assert_one_line_error(result, "cannot reach", "gave up after 2 attempts", "dlc device emulate")
+    assert time.monotonic() - start < 60
+
+
+def test_silent_device_times_out_instead_of_hanging(artifact):
+    """A peer that accepts the connection and never answers: the deadline ends each attempt."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    start = time.monotonic()
+    with pytest.raises(DeviceError, match="did not finish within 3 s"):
+        deploy(artifact, DeployConfig(rpc=f"127.0.0.1:{listener.getsockname()[1]}", timeout=3, retries=0))
+    assert time.monotonic() - start < 15
+    listener.close()
+
+
+def test_rpc_address_must_be_host_port(runner, artifact):
+    assert_one_line_error(invoke(runner, "deploy", artifact, "--rpc", "raspberrypi.local"), "HOST:PORT")
+
+
+def test_exactly_one_device_address(runner, artifact):
+    assert_one_line_error(invoke(runner, "deploy", artifact), "--rpc", "--tracker")
