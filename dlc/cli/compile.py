@@ -17,16 +17,35 @@ def compile_(
                                                          "a symbolic batch defaults to 1.")] = None,
     atol: Annotated[float, typer.Option(help="Absolute tolerance, TVM vs ONNX Runtime.")] = 1e-4,
     rtol: Annotated[float, typer.Option(help="Relative tolerance, TVM vs ONNX Runtime.")] = 1e-4,
+    tune: Annotated[int, typer.Option(min=0, help="MetaSchedule trials the tuning database should hold for this "
+                                                  "model and target (tunes only the missing ones).")] = 0,
+    tuning_db: Annotated[Path | None, typer.Option(help="Tuning database directory "
+                                                        "[default: ~/.cache/dlc/tuning/KEY].")] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing artifact.")] = False,
 ):
     """Compile an ONNX model with TVM into a verified artifact directory."""
     from dlc.compiler.build import CompileConfig, compile_model
 
     output = output or model.with_suffix(".dlc")
-    config = CompileConfig(target=target, shapes=parse_shapes(shape), atol=atol, rtol=rtol, force=force)
-    with console.status(f"compiling {model} with TVM for {target}"):
-        report = compile_model(model, output, config)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    config = CompileConfig(target=target, shapes=parse_shapes(shape), atol=atol, rtol=rtol, force=force,
+                           tune_trials=tune, tuning_db=tuning_db)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"compiling for {target}", total=tune or None, best="")
+
+        def on_tuning(done: int, total: int, best_ms: float | None) -> None:
+            best = f"best kernels so far {best_ms:.4f} ms" if best_ms is not None else ""
+            progress.update(task, description="tuning (MetaSchedule)", completed=done, total=total, best=best)
+
+        report = compile_model(model, output, config, on_tuning)
     diff = report.max_abs_diff
+    if report.tuning:
+        t = report.tuning
+        console.print(f"tuning database {t['database']}: {t['records_after']} records, {t['trials_run']} trials run "
+                      f"now ({report.seconds['tune']:.1f} s)")
     console.print(f"wrote {output} (library {report.library_bytes / 1024:.0f} KiB, target "
                   f"{report.target.tvm}, {sum(report.seconds.values()):.1f} s)")
     where = "a CUDA GPU" if report.target.device == "cuda" else report.target.arch

@@ -14,6 +14,7 @@ from __future__ import annotations
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +41,8 @@ class CompileConfig:
     rtol: float = 1e-4
     seed: int = 0  # for the golden inputs
     force: bool = False
+    tune_trials: int = 0  # MetaSchedule trials the tuning database should hold; 0 = apply what it has
+    tuning_db: Path | None = None  # default: ~/.cache/dlc/tuning/KEY (model, shapes, target)
 
 
 @dataclass
@@ -49,14 +52,21 @@ class CompileReport:
     seconds: dict[str, float]
     max_abs_diff: float | None  # TVM vs ONNX Runtime on the golden inputs; None if not run here
     library_bytes: int
+    tuning: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"artifact": str(self.artifact), "target": self.target.to_dict(), "seconds": self.seconds,
-                "max_abs_diff_vs_onnxruntime": self.max_abs_diff, "library_bytes": self.library_bytes}
+                "max_abs_diff_vs_onnxruntime": self.max_abs_diff, "library_bytes": self.library_bytes,
+                "tuning": self.tuning}
 
 
-def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig = CompileConfig()) -> CompileReport:
-    """Compiles `onnx_path` into the artifact directory `out`; nothing is left at `out` on failure."""
+def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig = CompileConfig(),
+                  on_tuning: Callable[[int, int, float | None], None] | None = None) -> CompileReport:
+    """Compiles `onnx_path` into the artifact directory `out`; nothing is left at `out` on failure.
+
+    A tuning database for this model, shapes and target is applied when one exists, and
+    grown to `config.tune_trials` records first when that is more than it holds.
+    """
     out, timer = Path(out), _Timer()
     check_output(out, config.force)
     model = load_model(onnx_path)
@@ -65,7 +75,9 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
     fcompile = target.fcompile()  # a missing cross linker fails here, before the build
     inputs = static_specs(io_specs(model)[0], config.shapes)
     timer.mark("load")
-    executable = build_executable(model, inputs, target)
+    mod, tuning = _tuned(import_relax(model, inputs), target, sha256_file(onnx_path), inputs, config, on_tuning)
+    timer.mark("tune")
+    executable = build_module(mod, target)
     timer.mark("build")
     with atomic_path(out, directory=True) as tmp:
         _export_library(executable, tmp / LIBRARY, fcompile, target)
@@ -79,8 +91,22 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
         timer.mark("verify")
         manifest = _manifest(out.name.removesuffix(".dlc"), tmp, target, inputs, _specs_of(golden_out),
                              diff, timer.seconds)
+        manifest["tuning"] = tuning
         write_json(tmp / MANIFEST, manifest)
-    return CompileReport(out, target, timer.seconds, diff, (out / LIBRARY).stat().st_size)
+    return CompileReport(out, target, timer.seconds, diff, (out / LIBRARY).stat().st_size, tuning)
+
+
+def _tuned(mod, target: TargetSpec, source_sha: str, inputs, config: CompileConfig, on_tuning):
+    """Applies (and first grows, if asked) the tuning database of this model and target."""
+    from dlc.compiler import tuning
+
+    key = tuning.database_key(source_sha, {s.name: list(s.shape) for s in inputs}, target.tvm)
+    database = config.tuning_db or tuning.default_database(key)
+    if config.tune_trials <= 0 and tuning.count_records(database) == 0:
+        return mod, None
+    mod, report = tuning.tune_and_apply(mod, target.tvm_target(), database, key,
+                                        tuning.TuneConfig(trials=config.tune_trials), on_tuning)
+    return mod, report.to_dict()
 
 
 def static_specs(specs: list[TensorSpec], shapes: dict[str, list[int]] | None) -> list[TensorSpec]:
@@ -109,8 +135,11 @@ def _static_spec(spec: TensorSpec, given: list[int] | None) -> TensorSpec:
 
 def build_executable(model, inputs: list[TensorSpec], target: TargetSpec):
     """Imports the ONNX model into Relax with static input shapes and builds it for `target`."""
-    import tvm
-    from tvm import relax
+    return build_module(import_relax(model, inputs), target)
+
+
+def import_relax(model, inputs: list[TensorSpec]):
+    """The ONNX model as a Relax IRModule with static input shapes and embedded weights."""
     from tvm.relax.frontend.onnx import from_onnx
 
     try:
@@ -119,6 +148,14 @@ def build_executable(model, inputs: list[TensorSpec], target: TargetSpec):
     except Exception as e:  # the importer raises many types; any of them means "cannot import"
         raise DlcError(f"TVM's ONNX importer failed: {type(e).__name__}: {_first_line(e)}; "
                        "run `dlc doctor MODEL.onnx` to see which ops are supported") from e
+    return mod
+
+
+def build_module(mod, target: TargetSpec):
+    """Builds a Relax module with the target's default pipeline (legalize, fuse, DLight for GPUs)."""
+    import tvm
+    from tvm import relax
+
     tvm_target = target.tvm_target()
     with tvm_target:
         return tvm.compile(mod, target=tvm_target, relax_pipeline=relax.get_default_pipeline(tvm_target))
@@ -187,7 +224,6 @@ def _manifest(name, tmp: Path, target: TargetSpec, inputs, outputs, diff, second
         "library_elf": read_elf_header(tmp / LIBRARY),
         "inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs],
         "source_onnx_sha256": files["onnx"]["sha256"],
-        "tuning": None,
         "files": files,
         "verification": {"reference": "onnxruntime", "max_abs_diff": diff},
         "compile_seconds": seconds,

@@ -8,6 +8,7 @@ from Debian (`scripts/setup-edge` installs them), Android with LLVM's lld.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 from dataclasses import dataclass, field
@@ -80,8 +81,9 @@ ARMHF_GCC = Linker("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf")
 ANDROID_LLD = Linker("ld.lld", "lld", style="lld", options=("--build-id", "-z", "noexecstack"))
 
 
-def _arm64(name: str, cpu: str, description: str, linker: Linker = AARCH64_GCC, triple="aarch64-linux-gnu"):
-    return TargetSpec(name, {"kind": "llvm", "mtriple": triple, "mcpu": cpu, "mattr": ["+neon"]},
+def _arm64(name: str, cpu: str, description: str, linker: Linker = AARCH64_GCC, triple="aarch64-linux-gnu",
+           cores: int = 4):
+    return TargetSpec(name, {"kind": "llvm", "mtriple": triple, "mcpu": cpu, "mattr": ["+neon"], "num-cores": cores},
                       "aarch64", linker=linker, description=description)
 
 
@@ -99,10 +101,10 @@ PRESETS: dict[str, TargetSpec] = {t.name: t for t in [
     _arm64("raspberry-pi-4", "cortex-a72", "Raspberry Pi 4, 64-bit OS (Cortex-A72)"),
     _arm64("raspberry-pi-5", "cortex-a76", "Raspberry Pi 5, 64-bit OS (Cortex-A76)"),
     TargetSpec("armv7", {"kind": "llvm", "mtriple": "armv7a-linux-gnueabihf", "mcpu": "cortex-a7",
-                         "mattr": ["+neon", "+vfp4"], "mfloat-abi": "hard"}, "armv7l", linker=ARMHF_GCC,
+                         "mattr": ["+neon", "+vfp4"], "mfloat-abi": "hard", "num-cores": 4}, "armv7l", linker=ARMHF_GCC,
                description="32-bit ARMv7 Linux, hard float, NEON (Cortex-A7 class; Pi 2, 32-bit Pi OS)"),
     _arm64("android-arm64", "cortex-a76", "Android phones, arm64-v8a (Cortex-A76/A78 class)",
-           linker=ANDROID_LLD, triple="aarch64-linux-android"),
+           linker=ANDROID_LLD, triple="aarch64-linux-android", cores=8),
     _cuda("cuda-sm75", "sm_75", "NVIDIA Turing GPUs (T4, RTX 20xx)"),
     _cuda("cuda-sm80", "sm_80", "NVIDIA Ampere data-centre GPUs (A100, A30)"),
     _cuda("cuda-sm86", "sm_86", "NVIDIA Ampere consumer GPUs (RTX 30xx, A10)"),
@@ -123,7 +125,14 @@ def host_target() -> TargetSpec:
     from tvm.target import codegen
 
     cpu = codegen.llvm_get_system_cpu()
-    return TargetSpec("host", {"kind": "llvm", "mcpu": cpu}, host_arch(), description=f"this machine's CPU ({cpu})")
+    return TargetSpec("host", {"kind": "llvm", "mcpu": cpu, "num-cores": physical_cores()}, host_arch(),
+                      description=f"this machine's CPU ({cpu})")
+
+
+def physical_cores() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 def preset_names() -> list[str]:

@@ -1,0 +1,213 @@
+"""MetaSchedule tuning with a persistent database keyed by model, input shapes and target.
+
+Untuned TVM code is far slower than ONNX Runtime on CPUs; tuning is where TVM's speed
+comes from. The database (MetaSchedule's JSON records) lives in
+~/.cache/dlc/tuning/KEY/, so the next compile of the same model for the same target
+applies it without tuning again, and an interrupted tuning resumes from what it saved.
+
+The trap this module exists to avoid: MetaSchedule's LocalBuilder starts fresh worker
+processes for every batch, and its default build function imports
+`tvm.s_tir.tensor_intrin`, whose package init loads the CUDA intrinsics (~25 s here),
+so every build hits the 30 s timeout and nothing gets tuned. dlc's build function,
+registered in each worker by the pool initializer, loads only the CPU intrinsics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dlc.errors import DlcError
+
+RECORDS = "database_tuning_record.json"
+WORKLOADS = "database_workload.json"
+BUILD_FUNC = "dlc.meta_schedule.cpu_build"
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    trials: int  # total trials the database should hold for this model and target
+    trials_per_task: int | None = None
+    trials_per_iter: int = 32  # candidates measured per round; small keeps 2-core machines responsive
+    builder_timeout: float = 60.0
+    database: Path | None = None  # default: ~/.cache/dlc/tuning/KEY
+    seed: int = 0
+
+
+@dataclass
+class TuningReport:
+    database: Path
+    key: str
+    trials_requested: int
+    records_before: int
+    records_after: int
+    seconds: float
+
+    @property
+    def trials_run(self) -> int:
+        return self.records_after - self.records_before
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"database": str(self.database), "key": self.key, "trials_requested": self.trials_requested,
+                "records_before": self.records_before, "records_after": self.records_after,
+                "trials_run": self.trials_run, "seconds": round(self.seconds, 1),
+                "records_sha256": records_sha256(self.database)}
+
+
+def database_key(source_sha256: str, shapes: dict[str, list[int]], target_json: dict) -> str:
+    blob = json.dumps({"onnx": source_sha256, "shapes": shapes, "target": target_json}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def default_database(key: str) -> Path:
+    cache = Path(os.environ.get("DLC_CACHE", Path.home() / ".cache" / "dlc"))
+    return cache / "tuning" / key
+
+
+def count_records(database: Path) -> int:
+    path = database / RECORDS
+    if not path.is_file():
+        return 0
+    with open(path) as f:
+        return sum(1 for line in f if line.strip())
+
+
+def records_sha256(database: Path) -> str | None:
+    path = database / RECORDS
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def prepare(mod, target):
+    """The passes the tuning pipeline runs before MetaSchedule: decompose, legalize, fuse."""
+    import tvm
+    from tvm.relax import transform
+    from tvm.relax.pipeline import zero_pipeline
+
+    with target:
+        return tvm.transform.Sequential([transform.DecomposeOpsForInference(), transform.CanonicalizeBindings(),
+                                         zero_pipeline()])(mod)
+
+
+def apply_database(mod, target, database: Path):
+    from tvm.relax import transform
+
+    with target:
+        return transform.MetaScheduleApplyDatabase(str(database))(mod)
+
+
+def tune(mod, target, database: Path, config: TuneConfig,
+         on_progress: Callable[[int, int, float | None], None] | None = None) -> tuple[Any, int]:
+    """Tunes `mod` (already prepared) until the database holds `config.trials` records.
+
+    Returns the module and the number of trials run now. Ctrl-C stops tuning early; what
+    was measured stays in the database and the next call resumes from it.
+    """
+    from tvm.s_tir import meta_schedule as ms
+
+    database.mkdir(parents=True, exist_ok=True)
+    target = with_num_cores(target)
+    before = count_records(database)
+    remaining = config.trials - before
+    if remaining <= 0:
+        return mod, 0
+    tasks = len(ms.relax_integration.extract_tasks(mod, target))
+    # Spread the budget over every task; by default MetaSchedule may spend it all on the first few.
+    per_task = config.trials_per_task or max(8, -(-config.trials // max(tasks, 1)))
+    progress = _progress_callback(before, config.trials, on_progress)
+    # MetaSchedule's console handler takes this level; its full log still goes to DATABASE/logs.
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+    builder = ms.builder.LocalBuilder(f_build=BUILD_FUNC, initializer=register_cpu_build,
+                                      timeout_sec=config.builder_timeout)
+    try:
+        ms.relax_integration.tune_relax(
+            mod, params={}, target=target, work_dir=str(database), max_trials_global=remaining,
+            max_trials_per_task=per_task, num_trials_per_iter=min(config.trials_per_iter, per_task),
+            builder=builder, database=ms.database.JSONDatabase(work_dir=str(database)),
+            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
+            seed=config.seed)
+    except KeyboardInterrupt:
+        done = count_records(database)
+        raise DlcError(f"tuning interrupted after {done} of {config.trials} trials; the records are kept in "
+                       f"{database} and the same command resumes from them") from None
+    return mod, count_records(database) - before
+
+
+def with_num_cores(target):
+    """MetaSchedule needs "num-cores"; a preset without it is tuned for this machine's cores."""
+    import tvm
+
+    from dlc.compiler.target import physical_cores
+
+    spec = dict(target.export())
+    if "num-cores" in spec:
+        return target
+    return tvm.target.Target({**spec, "num-cores": physical_cores()})
+
+
+def _progress_callback(start: int, total: int, on_progress):
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+
+    @derived_object
+    class Progress(ms.measure_callback.PyMeasureCallback):
+        def __init__(self):
+            self.done, self.best = start, {}
+
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+            for result in runner_results:
+                self.done += 1
+                if result.run_secs:
+                    ms_value = 1000.0 * sum(float(s) for s in result.run_secs) / len(result.run_secs)
+                    self.best[task_id] = min(self.best.get(task_id, ms_value), ms_value)
+            if on_progress:  # the sum of each tuned task's best: the model's kernel time so far
+                on_progress(self.done, total, sum(self.best.values()) if self.best else None)
+
+    return Progress()
+
+
+def register_cpu_build() -> None:
+    """Pool initializer: registers BUILD_FUNC in a MetaSchedule builder worker."""
+    import importlib
+    import types
+
+    import tvm.s_tir
+    from tvm_ffi import register_global_func
+
+    package = "tvm.s_tir.tensor_intrin"
+    if package not in sys.modules:  # a bare package, so its __init__ (which loads CUDA's) never runs
+        stub = types.ModuleType(package)
+        stub.__path__ = [str(Path(tvm.s_tir.__file__).parent / "tensor_intrin")]
+        sys.modules[package] = stub
+    for name in ("x86", "arm_cpu"):
+        importlib.import_module(f"{package}.{name}")
+    register_global_func(BUILD_FUNC, _cpu_build, override=True)
+
+
+def _cpu_build(mod, target, _params):
+    """MetaSchedule's default build, minus the import of every tensor intrinsic."""
+    from tvm.driver import build as tvm_build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    return tvm_build(mod, target=target)
+
+
+def tune_and_apply(mod, target, database: Path, key: str, config: TuneConfig, on_progress=None):
+    """Prepares `mod`, tunes it up to `config.trials` records, and applies the database."""
+    start = time.perf_counter()
+    before = count_records(database)
+    mod = prepare(mod, target)
+    if config.trials > before:
+        mod, _ = tune(mod, target, database, config, on_progress)
+    mod = apply_database(mod, target, database)
+    report = TuningReport(database, key, config.trials, before, count_records(database),
+                          time.perf_counter() - start)
+    return mod, report

@@ -1,0 +1,56 @@
+"""MetaSchedule tuning: the database grows once, and the next compile reuses it with zero trials."""
+
+import json
+
+import pytest
+
+from dlc.compiler import tuning
+from tests.conftest import invoke
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLC_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def mlp_onnx(runner, tmp_path_factory):
+    out = tmp_path_factory.mktemp("mlp") / "mlp.onnx"
+    assert invoke(runner, "export", "mlp", "-o", out, "--arg", "hidden=[32]").exit_code == 0
+    return out
+
+
+@pytest.mark.slow
+def test_second_compile_reuses_the_database_with_zero_trials(runner, mlp_onnx, tmp_path, cache):
+    first, second = tmp_path / "first.dlc", tmp_path / "second.dlc"
+    result = invoke(runner, "compile", mlp_onnx, "-o", first, "--tune", "16")
+    assert result.exit_code == 0, result.output
+    tuned = json.loads((first / "manifest.json").read_text())
+    database = tuning.default_database(tuned["tuning"]["key"])
+    records = tuning.count_records(database)
+    assert tuned["tuning"]["trials_run"] == records >= 16
+    assert tuned["tuning"]["records_sha256"] == tuning.records_sha256(database)
+    assert tuned["verification"]["max_abs_diff"] <= 1e-4
+
+    result = invoke(runner, "compile", mlp_onnx, "-o", second, "--tune", "16")
+    assert result.exit_code == 0, result.output
+    reused = json.loads((second / "manifest.json").read_text())
+    assert tuning.count_records(database) == records  # the database did not grow: nothing was tuned
+    assert reused["tuning"]["trials_run"] == 0 and reused["tuning"]["records_before"] == records
+    assert reused["compile_seconds"]["tune"] < tuned["compile_seconds"]["tune"]
+    assert "0 trials run now" in result.stdout
+
+
+def test_without_a_database_nothing_is_tuned(runner, mlp_onnx, tmp_path, cache):
+    out = tmp_path / "plain.dlc"
+    assert invoke(runner, "compile", mlp_onnx, "-o", out).exit_code == 0
+    assert json.loads((out / "manifest.json").read_text())["tuning"] is None
+    assert not (cache / "tuning").exists()
+
+
+def test_database_key_separates_models_shapes_and_targets():
+    base = tuning.database_key("abc", {"input": [1, 64]}, {"kind": "llvm", "mcpu": "skylake"})
+    assert base != tuning.database_key("abd", {"input": [1, 64]}, {"kind": "llvm", "mcpu": "skylake"})
+    assert base != tuning.database_key("abc", {"input": [8, 64]}, {"kind": "llvm", "mcpu": "skylake"})
+    assert base != tuning.database_key("abc", {"input": [1, 64]}, {"kind": "llvm", "mcpu": "haswell"})
