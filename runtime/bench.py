@@ -7,6 +7,7 @@ would cost (interpreter and numpy included).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import resource
@@ -21,6 +22,7 @@ from dlc import __version__
 from dlc.errors import InputMismatchError
 from dlc.fileio import require_file
 from dlc.runtime.child import run_in_child
+from dlc.runtime.specs import aligned
 
 REFERENCE = "onnxruntime"
 
@@ -34,6 +36,8 @@ class BenchConfig:
     checkpoint: Path | None = None  # needed for the pytorch backend
     inputs: Path | None = None  # an .npz of named inputs; default: the artifact's golden or random inputs
     seed: int = 0
+    remote_artifact: Path | None = None  # an artifact for a device, run through `deploy` as one more row
+    deploy: Any = None  # the DeployConfig naming that device
 
 
 @dataclass
@@ -41,7 +45,7 @@ class BackendResult:
     backend: str
     latency_ms: dict[str, float]
     throughput_per_s: float  # samples per second, batch included
-    peak_rss_mb: float
+    peak_rss_mb: float | None  # None for a remote device
     load_seconds: float
     max_abs_diff: float | None = None  # against the reference backend's outputs
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
@@ -59,7 +63,8 @@ class BenchReport:
     reference: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.config.__dict__.items()}
+        cfg = {k: (str(v) if isinstance(v, Path) else dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
+               for k, v in self.config.__dict__.items()}
         return {"dlc_version": __version__, "model": self.model, "machine": machine_info(),
                 "inputs": self.inputs, "config": cfg, "reference": self.reference,
                 "results": [r.to_dict() for r in self.results]}
@@ -76,9 +81,13 @@ def benchmark(model: str | Path, config: BenchConfig = BenchConfig(),
         results.append(result)
         if on_result:
             on_result(result)
+    if config.remote_artifact:
+        results.append(_run_remote(config, feed, batch))
+        if on_result:
+            on_result(results[-1])
     reference = _reference(results)
     for r in results:
-        r.max_abs_diff = _max_abs_diff(r.outputs, reference.outputs) if reference else None
+        r.max_abs_diff = _max_abs_diff(r.outputs, reference.outputs) if reference and r.outputs else None
     return BenchReport(str(model), {k: list(v.shape) for k, v in feed.items()}, config, results,
                        reference.backend if reference else None)
 
@@ -109,18 +118,40 @@ def _inputs(model: str | Path, config: BenchConfig) -> dict[str, np.ndarray]:
 
 def _run_isolated(backend: str, model, feed, config: BenchConfig, batch: int) -> BackendResult:
     raw = run_in_child("dlc.runtime.bench:_measure", backend, str(model), feed, config)
-    times = np.asarray(raw.pop("times_ms"))
-    latency = {"mean": float(times.mean()), "std": float(times.std()), "min": float(times.min()),
-               "p50": float(np.percentile(times, 50)), "p90": float(np.percentile(times, 90)),
-               "p99": float(np.percentile(times, 99)), "max": float(times.max())}
-    latency = {k: round(v, 4) for k, v in latency.items()}
+    latency = latency_stats(raw.pop("times_ms"))
     return BackendResult(backend, latency, round(batch * 1000.0 / latency["mean"], 1), **raw)
+
+
+def latency_stats(times_ms) -> dict[str, float]:
+    times = np.asarray(times_ms, dtype=np.float64)
+    stats = {"mean": times.mean(), "std": times.std(), "min": times.min(), "p50": np.percentile(times, 50),
+             "p90": np.percentile(times, 90), "p99": np.percentile(times, 99), "max": times.max()}
+    return {k: round(float(v), 4) for k, v in stats.items()}
+
+
+def _run_remote(config: BenchConfig, feed, batch: int) -> BackendResult:
+    """One more row: the device's own artifact, timed on the device by `time_evaluator`.
+
+    Its percentiles are over the timed repeats (each the mean of `number` calls).
+    """
+    from dlc.artifact import Artifact
+    from dlc.runtime.remote import deploy
+
+    golden_in, _ = Artifact.load(config.remote_artifact).golden()
+    same_inputs = golden_in.keys() == feed.keys() and all(np.array_equal(golden_in[k], feed[k]) for k in feed)
+    report = deploy(config.remote_artifact, config.deploy)
+    latency = latency_stats(report.repeats_ms)
+    name = report.device.get("board") or config.deploy.key or config.deploy.rpc
+    return BackendResult(f"tvm@{name}", latency, round(batch * 1000.0 / latency["mean"], 1), None,
+                         report.seconds.get("connect", 0.0), outputs=report.outputs if same_inputs else {})
 
 
 def _measure(backend: str, model: str, feed, config: BenchConfig) -> dict[str, Any]:
     """Runs in the child process: open, warm up, time `config.runs` calls."""
     from dlc.runtime.session import open_session
 
+    # Inputs are prepared once, 64-byte aligned, as a serving system's buffers would be.
+    feed = {name: aligned(array) for name, array in feed.items()}
     start = time.perf_counter()
     session = open_session(backend, model, checkpoint=config.checkpoint, threads=config.threads)
     outputs = session.run(feed)

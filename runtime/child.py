@@ -17,7 +17,7 @@ from typing import Any
 from dlc.errors import DlcError
 
 
-class ChildProcessError_(DlcError, RuntimeError):
+class ChildDiedError(DlcError, RuntimeError):
     """The child process died without returning a result."""
 
 
@@ -30,7 +30,7 @@ def run_in_child(target: str, *args: Any, timeout: float | None = None) -> Any:
                           capture_output=True, timeout=timeout)
     if proc.returncode != 0 or not proc.stdout:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-        raise ChildProcessError_(f"{target} died in its child process (exit {proc.returncode}): {tail[0]}")
+        raise ChildDiedError(f"{target} died in its child process (exit {proc.returncode}): {tail[0]}")
     ok, value = pickle.loads(proc.stdout)
     if not ok:
         raise value

@@ -40,6 +40,7 @@ class DeployReport:
     device: dict[str, Any]
     max_abs_diff: float
     latency_ms: dict[str, float]
+    repeats_ms: list[float]  # one mean per timed repeat
     seconds: dict[str, float]
     attempts: int
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
@@ -142,7 +143,8 @@ def _deploy_once(artifact: Artifact, config: DeployConfig) -> DeployReport:
     runs = np.asarray(timer.results) * 1000.0
     latency = {"mean": float(runs.mean()), "median": float(np.median(runs)), "min": float(runs.min()),
                "max": float(runs.max()), "std": float(runs.std()), "number": config.number, "repeat": config.repeat}
-    return DeployReport(str(artifact.path), device, diff, latency, seconds, 1, outputs)
+    return DeployReport(str(artifact.path), device, diff, latency, [round(float(r), 4) for r in runs], seconds, 1,
+                        outputs)
 
 
 def device_info(remote) -> dict[str, Any]:

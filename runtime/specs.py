@@ -69,3 +69,22 @@ def random_inputs(specs: list[TensorSpec], seed: int = 0, batch: int = 1) -> dic
         else:
             out[spec.name] = rng.integers(0, 2, shape).astype(dtype)
     return out
+
+
+ALIGNMENT = 64  # bytes; what TVM allocates with and its kernels assume
+
+
+def is_aligned(array: np.ndarray) -> bool:
+    return (array.ctypes.data % ALIGNMENT == 0 and array.flags.c_contiguous and array.flags.writeable
+            and array.flags.aligned)
+
+
+def aligned(array: np.ndarray) -> np.ndarray:
+    """`array` itself if it is 64-byte aligned, else an aligned copy (so TVM can read it without copying)."""
+    if is_aligned(array):
+        return array
+    raw = np.empty(array.nbytes + ALIGNMENT, dtype=np.uint8)
+    start = (-raw.ctypes.data) % ALIGNMENT
+    out = raw[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+    out[...] = array
+    return out

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlc.runtime.specs import TensorSpec, check_inputs
+from dlc.runtime.specs import TensorSpec, check_inputs, is_aligned
 
 
 class TvmSession:
@@ -17,6 +17,7 @@ class TvmSession:
         from tvm import relax
 
         self.device = tvm.cuda() if device == "cuda" else tvm.cpu()
+        self._cpu = device != "cuda"
         self._vm = relax.VirtualMachine(executable, self.device)
         self._main = self._vm["main"]
         self.inputs, self.outputs = inputs, outputs
@@ -43,9 +44,25 @@ class TvmSession:
         return cls(executable, inputs, io_specs(model)[1])
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import tvm
-
         feed = check_inputs(self.inputs, inputs)
-        result = self._main(*(tvm.runtime.tensor(feed[s.name], self.device) for s in self.inputs))
+        result = self._main(*(self._to_device(feed[s.name]) for s in self.inputs))
         values = [result] if hasattr(result, "numpy") else list(result)
-        return {o.name: v.numpy() for o, v in zip(self.outputs, values)}
+        return {o.name: self._to_numpy(v) for o, v in zip(self.outputs, values)}
+
+    def _to_device(self, array: np.ndarray):
+        """Zero-copy for a 64-byte-aligned CPU array; a copy otherwise.
+
+        TVM's kernels assume the alignment of TVM's own allocations (64 bytes): handing
+        them a view of a less aligned numpy array crashes with vector loads, so only an
+        aligned, contiguous, writeable array is shared (see `aligned`).
+        """
+        import tvm
+        import tvm_ffi
+
+        if self._cpu and is_aligned(array):
+            return tvm_ffi.from_dlpack(array)
+        return tvm.runtime.tensor(array, self.device)
+
+    def _to_numpy(self, value) -> np.ndarray:
+        # On the CPU the output is TVM-allocated: a DLPack view keeps it alive without a copy.
+        return np.from_dlpack(value) if self._cpu else value.numpy()

@@ -55,12 +55,13 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from dlc.cli import bench, compile, deploy, device, doctor, export, quickstart, targets, train
+    from dlc.cli import bench, compile, deploy, device, doctor, export, quickstart, targets, train, tune
 
     app.command("quickstart")(quickstart.quickstart)
     app.command("train")(train.train)
     app.command("export")(export.export)
     app.command("compile")(compile.compile_)
+    app.command("tune")(tune.tune)
     app.command("bench")(bench.bench)
     app.command("doctor")(doctor.doctor)
     app.command("targets")(targets.targets)

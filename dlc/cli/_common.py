@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -41,13 +42,37 @@ def parse_args(values: list[str] | None) -> dict[str, Any]:
     return args
 
 
+@contextlib.contextmanager
+def tuning_progress(title: str, trials: int):
+    """A progress bar for MetaSchedule: yields the `on_tuning(done, total, best_ms)` callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(title, total=trials or None, best="")
+
+        def on_tuning(done: int, total: int, best_ms: float | None) -> None:
+            best = f"best kernels so far {best_ms:.4f} ms" if best_ms is not None else ""
+            progress.update(task, description="tuning (MetaSchedule)", completed=done, total=total, best=best)
+
+        yield on_tuning
+
+
+def tuning_summary(tuning: dict, seconds: float) -> str:
+    return (f"tuning database {tuning['database']}: {tuning['records_after']} records, "
+            f"{tuning['trials_run']} trials run now ({seconds:.1f} s)")
+
+
 def bench_table(report) -> Table:
     """One row per backend: latency percentiles, throughput, memory and output difference."""
     table = Table(title=f"{report.model} — inputs {report.inputs}, {report.config.runs} runs")
     for column in ("backend", "p50 ms", "p90 ms", "p99 ms", "inf/s", "peak MB", "max |diff|"):
         table.add_column(column, justify="left" if column == "backend" else "right", no_wrap=True)
     for r in report.results:
-        diff = "reference" if r.backend == report.reference else f"{r.max_abs_diff:.1e}"
+        diff = ("reference" if r.backend == report.reference else
+                "-" if r.max_abs_diff is None else f"{r.max_abs_diff:.1e}")
         table.add_row(r.backend, f"{r.latency_ms['p50']:.4f}", f"{r.latency_ms['p90']:.4f}",
-                      f"{r.latency_ms['p99']:.4f}", f"{r.throughput_per_s:,.0f}", f"{r.peak_rss_mb:.0f}", diff)
+                      f"{r.latency_ms['p99']:.4f}", f"{r.throughput_per_s:,.0f}",
+                      "-" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}", diff)
     return table

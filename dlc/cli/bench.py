@@ -19,6 +19,11 @@ def bench(
     threads: Annotated[int | None, typer.Option(min=1, help="Intra-op threads for every backend.")] = None,
     inputs: Annotated[Path | None, typer.Option(help=".npz with one array per model input "
                                                      "[default: the artifact's golden inputs].")] = None,
+    remote: Annotated[Path | None, typer.Option(help="An artifact built for a device: adds a row timed on "
+                                                     "that device (with --rpc or --tracker/--key).")] = None,
+    rpc: Annotated[str | None, typer.Option(help="The device's TVM RPC server, HOST:PORT.")] = None,
+    tracker: Annotated[str | None, typer.Option(help="A TVM RPC tracker, HOST:PORT.")] = None,
+    key: Annotated[str, typer.Option(help="The device key.")] = "",
     report: Annotated[Path | None, typer.Option(help="JSON report [default: MODEL.bench.json].")] = None,
 ):
     """Benchmark TVM, ONNX Runtime and PyTorch side by side on the same inputs."""
@@ -26,8 +31,11 @@ def bench(
     from dlc.runtime.bench import BenchConfig, benchmark
 
     chosen = tuple(b.strip() for b in backends.split(",")) if backends else default_backends(checkpoint)
+    from dlc.runtime.remote import DeployConfig
+
+    device = DeployConfig(rpc=rpc, tracker=tracker, key=key, number=max(1, runs // 10), repeat=10) if remote else None
     config = BenchConfig(backends=chosen, warmup=warmup, runs=runs, threads=threads, checkpoint=checkpoint,
-                         inputs=inputs)
+                         inputs=inputs, remote_artifact=remote, deploy=device)
     with console.status("benchmarking") as status:
         result = benchmark(model, config, on_result=lambda r: status.update(f"benchmarked {r.backend}"))
     console.print(bench_table(result))

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from dlc.cli._common import console, parse_shapes
+from dlc.cli._common import console, parse_shapes, tuning_progress, tuning_summary
 
 
 def compile_(
@@ -27,25 +27,13 @@ def compile_(
     from dlc.compiler.build import CompileConfig, compile_model
 
     output = output or model.with_suffix(".dlc")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     config = CompileConfig(target=target, shapes=parse_shapes(shape), atol=atol, rtol=rtol, force=force,
                            tune_trials=tune, tuning_db=tuning_db)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
-               TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(f"compiling for {target}", total=tune or None, best="")
-
-        def on_tuning(done: int, total: int, best_ms: float | None) -> None:
-            best = f"best kernels so far {best_ms:.4f} ms" if best_ms is not None else ""
-            progress.update(task, description="tuning (MetaSchedule)", completed=done, total=total, best=best)
-
+    with tuning_progress(f"compiling for {target}", tune) as on_tuning:
         report = compile_model(model, output, config, on_tuning)
     diff = report.max_abs_diff
     if report.tuning:
-        t = report.tuning
-        console.print(f"tuning database {t['database']}: {t['records_after']} records, {t['trials_run']} trials run "
-                      f"now ({report.seconds['tune']:.1f} s)")
+        console.print(tuning_summary(report.tuning, report.seconds["tune"]))
     console.print(f"wrote {output} (library {report.library_bytes / 1024:.0f} KiB, target "
                   f"{report.target.tvm}, {sum(report.seconds.values()):.1f} s)")
     where = "a CUDA GPU" if report.target.device == "cuda" else report.target.arch

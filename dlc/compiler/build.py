@@ -96,6 +96,17 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
     return CompileReport(out, target, timer.seconds, diff, (out / LIBRARY).stat().st_size, tuning)
 
 
+def tune_model(onnx_path: str | Path, config: CompileConfig,
+               on_tuning: Callable[[int, int, float | None], None] | None = None) -> dict[str, Any]:
+    """Grows the tuning database of `onnx_path` for `config.target` to `config.tune_trials`; no artifact."""
+    model = load_model(onnx_path)
+    require_supported(check_coverage(model), "tvm")
+    target = resolve_target(config.target)
+    inputs = static_specs(io_specs(model)[0], config.shapes)
+    _, report = _tuned(import_relax(model, inputs), target, sha256_file(onnx_path), inputs, config, on_tuning)
+    return report
+
+
 def _tuned(mod, target: TargetSpec, source_sha: str, inputs, config: CompileConfig, on_tuning):
     """Applies (and first grows, if asked) the tuning database of this model and target."""
     from dlc.compiler import tuning

@@ -38,7 +38,6 @@ class TuneConfig:
     trials_per_task: int | None = None
     trials_per_iter: int = 32  # candidates measured per round; small keeps 2-core machines responsive
     builder_timeout: float = 60.0
-    database: Path | None = None  # default: ~/.cache/dlc/tuning/KEY
     seed: int = 0
 
 
@@ -104,11 +103,11 @@ def apply_database(mod, target, database: Path):
 
 
 def tune(mod, target, database: Path, config: TuneConfig,
-         on_progress: Callable[[int, int, float | None], None] | None = None) -> tuple[Any, int]:
+         on_progress: Callable[[int, int, float | None], None] | None = None) -> int:
     """Tunes `mod` (already prepared) until the database holds `config.trials` records.
 
-    Returns the module and the number of trials run now. Ctrl-C stops tuning early; what
-    was measured stays in the database and the next call resumes from it.
+    Returns the number of trials run now. Ctrl-C stops tuning early; what was measured
+    stays in the database and the next call resumes from it.
     """
     from tvm.s_tir import meta_schedule as ms
 
@@ -117,7 +116,7 @@ def tune(mod, target, database: Path, config: TuneConfig,
     before = count_records(database)
     remaining = config.trials - before
     if remaining <= 0:
-        return mod, 0
+        return 0
     tasks = len(ms.relax_integration.extract_tasks(mod, target))
     # Spread the budget over every task; by default MetaSchedule may spend it all on the first few.
     per_task = config.trials_per_task or max(8, -(-config.trials // max(tasks, 1)))
@@ -137,7 +136,7 @@ def tune(mod, target, database: Path, config: TuneConfig,
         done = count_records(database)
         raise DlcError(f"tuning interrupted after {done} of {config.trials} trials; the records are kept in "
                        f"{database} and the same command resumes from them") from None
-    return mod, count_records(database) - before
+    return count_records(database) - before
 
 
 def with_num_cores(target):
@@ -206,7 +205,7 @@ def tune_and_apply(mod, target, database: Path, key: str, config: TuneConfig, on
     before = count_records(database)
     mod = prepare(mod, target)
     if config.trials > before:
-        mod, _ = tune(mod, target, database, config, on_progress)
+        tune(mod, target, database, config, on_progress)
     mod = apply_database(mod, target, database)
     report = TuningReport(database, key, config.trials, before, count_records(database),
                           time.perf_counter() - start)

@@ -33,6 +33,9 @@ def test_second_compile_reuses_the_database_with_zero_trials(runner, mlp_onnx, t
     assert tuned["tuning"]["records_sha256"] == tuning.records_sha256(database)
     assert tuned["verification"]["max_abs_diff"] <= 1e-4
 
+    result = invoke(runner, "tune", mlp_onnx, "--trials", "16")  # the tune command sees it as done too
+    assert result.exit_code == 0 and "0 trials run now" in result.stdout, result.output
+
     result = invoke(runner, "compile", mlp_onnx, "-o", second, "--tune", "16")
     assert result.exit_code == 0, result.output
     reused = json.loads((second / "manifest.json").read_text())

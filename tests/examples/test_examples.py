@@ -15,3 +15,17 @@ def test_pipeline_example(tmp_path):
     accuracy = float(proc.stdout.split("TVM test accuracy ")[1].split("%")[0])
     assert accuracy > 90.0
     assert (tmp_path / "mlp.dlc" / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_tuning_benchmark_writes_a_well_formed_report(tmp_path):
+    import json
+
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "benchmark_tuning.py"), "--model", "mlp", "--trials", "8",
+                           "--runs", "20", "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report["p50_ms"]) == {"tvm_untuned", "tvm_tuned", "onnxruntime", "pytorch"}
+    assert all(v > 0 for v in report["p50_ms"].values())
+    assert report["tuning"]["trials_run"] >= 8 and report["tuning_seconds"] > 0

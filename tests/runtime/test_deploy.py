@@ -122,3 +122,16 @@ def test_rpc_address_must_be_host_port(runner, artifact):
 
 def test_exactly_one_device_address(runner, artifact):
     assert_one_line_error(invoke(runner, "deploy", artifact), "--rpc", "--tracker")
+
+
+def test_bench_puts_host_and_device_side_by_side(runner, board, pi_artifact, artifact, tmp_path):
+    report_path = tmp_path / "side.json"
+    result = invoke(runner, "bench", artifact, "--remote", pi_artifact, "--rpc", board.address, "--key", board.key,
+                    "--runs", "20", "--report", report_path)
+    assert result.exit_code == 0, result.output
+    rows = {r["backend"]: r for r in json.loads(report_path.read_text())["results"]}
+    assert set(rows) == {"tvm", "onnxruntime", "tvm@raspberry-pi-4"}
+    device = rows["tvm@raspberry-pi-4"]
+    assert device["peak_rss_mb"] is None and device["latency_ms"]["p50"] > 0
+    assert device["max_abs_diff"] <= 1e-4  # same golden inputs, compared with ONNX Runtime on the host
+    assert "tvm@raspberry-pi-4" in result.stdout

@@ -27,3 +27,27 @@ def test_random_inputs_are_reproducible_and_typed():
     assert a["image"].shape == (2, 3, 4, 4) and a["image"].dtype == np.float32
     assert a["mask"].dtype == np.int64
     np.testing.assert_array_equal(a["image"], b["image"])
+
+
+def test_aligned_copies_only_when_needed():
+    from dlc.runtime.specs import aligned, is_aligned
+
+    base = np.zeros(64 * 4 + 16, np.uint8)
+    offset = (-base.ctypes.data) % 64 + 16
+    misaligned = base[offset:offset + 64].view(np.float32)
+    assert not is_aligned(misaligned)
+    fixed = aligned(misaligned)
+    assert is_aligned(fixed) and np.array_equal(fixed, misaligned)
+    assert aligned(fixed) is fixed
+
+
+def test_tvm_session_gives_the_same_answer_for_aligned_and_misaligned_inputs(artifact):
+    from dlc.runtime.session import open_session
+    from dlc.runtime.specs import aligned
+
+    session = open_session("tvm", artifact)
+    base = np.zeros(256 + 64 + 16, np.uint8)
+    offset = (-base.ctypes.data) % 64 + 16  # 16-byte aligned only: must be copied, not shared
+    x = base[offset:offset + 256].view(np.float32).reshape(1, 1, 8, 8)
+    x[...] = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
+    np.testing.assert_array_equal(session.run({"input": x})["logits"], session.run({"input": aligned(x)})["logits"])

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dlc.cli._common import console, parse_shapes, tuning_progress, tuning_summary
+
+
+def tune(
+    model: Annotated[Path, typer.Argument(help="ONNX model to tune.")],
+    trials: Annotated[int, typer.Option(min=1, help="Trials the tuning database should hold.")] = 200,
+    target: Annotated[str, typer.Option(help="'host', a preset (see `dlc targets`) or a TVM JSON target.")] = "host",
+    shape: Annotated[list[str] | None, typer.Option(help="Pin an input shape, NAME=D1,D2,... (repeatable).")] = None,
+    tuning_db: Annotated[Path | None, typer.Option(help="Tuning database directory "
+                                                        "[default: ~/.cache/dlc/tuning/KEY].")] = None,
+):
+    """Tune a model with MetaSchedule into its tuning database; `dlc compile` then applies it."""
+    from dlc.compiler.build import CompileConfig, tune_model
+
+    config = CompileConfig(target=target, shapes=parse_shapes(shape), tune_trials=trials, tuning_db=tuning_db)
+    start = time.perf_counter()
+    with tuning_progress(f"tuning {model} for {target}", trials) as on_tuning:
+        report = tune_model(model, config, on_tuning)
+    console.print(tuning_summary(report, time.perf_counter() - start))
+    console.print(f"apply it with: dlc compile {model} --target {target}")
