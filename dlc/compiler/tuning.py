@@ -28,6 +28,7 @@ from typing import Any
 from dlc.errors import DlcError
 
 RECORDS = "database_tuning_record.json"
+PROGRESS = "dlc-tuning.json"  # the largest budget a tuning run finished with
 WORKLOADS = "database_workload.json"
 BUILD_FUNC = "dlc.meta_schedule.cpu_build"
 
@@ -77,6 +78,19 @@ def count_records(database: Path) -> int:
         return 0
     with open(path) as f:
         return sum(1 for line in f if line.strip())
+
+
+def finished_budget(database: Path) -> int:
+    try:
+        return int(json.loads((database / PROGRESS).read_text())["finished_trials"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _write_progress(database: Path, trials: int) -> None:
+    from dlc.fileio import write_json
+
+    write_json(database / PROGRESS, {"finished_trials": max(trials, finished_budget(database))})
 
 
 def records_sha256(database: Path) -> str | None:
@@ -204,8 +218,11 @@ def tune_and_apply(mod, target, database: Path, key: str, config: TuneConfig, on
     start = time.perf_counter()
     before = count_records(database)
     mod = prepare(mod, target)
-    if config.trials > before:
+    # MetaSchedule stops early once every task's search space is exhausted, so a finished
+    # run can hold fewer records than its budget; only an interrupted one is resumed.
+    if config.trials > max(before, finished_budget(database)):
         tune(mod, target, database, config, on_progress)
+        _write_progress(database, config.trials)
     mod = apply_database(mod, target, database)
     report = TuningReport(database, key, config.trials, before, count_records(database),
                           time.perf_counter() - start)

@@ -57,3 +57,10 @@ def test_database_key_separates_models_shapes_and_targets():
     assert base != tuning.database_key("abd", {"input": [1, 64]}, {"kind": "llvm", "mcpu": "skylake"})
     assert base != tuning.database_key("abc", {"input": [8, 64]}, {"kind": "llvm", "mcpu": "skylake"})
     assert base != tuning.database_key("abc", {"input": [1, 64]}, {"kind": "llvm", "mcpu": "haswell"})
+
+
+def test_a_finished_budget_is_remembered_and_never_shrinks(tmp_path):
+    assert tuning.finished_budget(tmp_path) == 0
+    tuning._write_progress(tmp_path, 300)
+    tuning._write_progress(tmp_path, 100)
+    assert tuning.finished_budget(tmp_path) == 300
