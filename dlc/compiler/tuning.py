@@ -14,11 +14,14 @@ registered in each worker by the pool initializer, loads only the CPU intrinsics
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,18 +142,41 @@ def tune(mod, target, database: Path, config: TuneConfig,
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     builder = ms.builder.LocalBuilder(f_build=BUILD_FUNC, initializer=register_cpu_build,
                                       timeout_sec=config.builder_timeout)
-    try:
-        ms.relax_integration.tune_relax(
-            mod, params={}, target=target, work_dir=str(database), max_trials_global=remaining,
-            max_trials_per_task=per_task, num_trials_per_iter=min(config.trials_per_iter, per_task),
-            builder=builder, database=ms.database.JSONDatabase(work_dir=str(database)),
-            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
-            seed=config.seed)
-    except KeyboardInterrupt:
-        done = count_records(database)
-        raise DlcError(f"tuning interrupted after {done} of {config.trials} trials; the records are kept in "
-                       f"{database} and the same command resumes from them") from None
+    with _interrupt_guard() as interrupted:
+        try:
+            ms.relax_integration.tune_relax(
+                mod, params={}, target=target, work_dir=str(database), max_trials_global=remaining,
+                max_trials_per_task=per_task, num_trials_per_iter=min(config.trials_per_iter, per_task),
+                builder=builder, database=ms.database.JSONDatabase(work_dir=str(database)),
+                measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
+                seed=config.seed)
+        except BaseException:
+            # Ctrl-C often lands inside a Python callback that TVM's FFI re-raises as another
+            # error type, so the flag, not the exception's type, says the user interrupted.
+            if not interrupted:
+                raise
+            raise DlcError(f"tuning interrupted after {count_records(database)} of {config.trials} trials; "
+                           f"the records are kept in {database} and the same command resumes from them") from None
     return count_records(database) - before
+
+
+@contextlib.contextmanager
+def _interrupt_guard():
+    """Yields a list that becomes non-empty once SIGINT arrives (main thread only)."""
+    interrupted: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def on_sigint(signum, frame):
+        interrupted.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def with_num_cores(target):

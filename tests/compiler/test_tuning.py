@@ -64,3 +64,31 @@ def test_a_finished_budget_is_remembered_and_never_shrinks(tmp_path):
     tuning._write_progress(tmp_path, 300)
     tuning._write_progress(tmp_path, 100)
     assert tuning.finished_budget(tmp_path) == 300
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_records_and_the_next_run_resumes(mlp_onnx, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    database = tmp_path / "db"
+    command = [sys.executable, "-m", "dlc", "tune", str(mlp_onnx), "--trials", "48", "--tuning-db", str(database)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while tuning.count_records(database) == 0 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    kept = tuning.count_records(database)
+    assert 0 < kept < 48, "tuning must be running, with some records saved, when it is interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 1, stderr[-2000:]
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert lines and "tuning interrupted after" in lines[-1] and "resumes" in lines[-1], stderr[-2000:]
+    assert tuning.count_records(database) >= kept
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert tuning.count_records(database) > kept
+    assert tuning.finished_budget(database) == 48
