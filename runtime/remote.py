@@ -99,9 +99,9 @@ def connect(config: DeployConfig):
     session_timeout = int(config.timeout)
     try:
         if config.rpc:
-            host, port = _host_port(config.rpc, "--rpc")
+            host, port = host_port(config.rpc, "--rpc")
             return rpc.connect(host, port, key=config.key, session_timeout=session_timeout)
-        host, port = _host_port(config.tracker, "--tracker")
+        host, port = host_port(config.tracker, "--tracker")
         return rpc.connect_tracker(host, port).request(config.key, session_timeout=session_timeout, max_retry=3)
     except DlcError:
         raise
@@ -163,7 +163,7 @@ def _check_architecture(artifact: Artifact, device: dict[str, Any]) -> None:
             f"uploaded. Recompile for it, e.g. `dlc compile MODEL.onnx --target {device.get('board') or 'TARGET'}`")
 
 
-def _host_port(text: str, flag: str) -> tuple[str, int]:
+def host_port(text: str, flag: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise DlcError(f"{flag} {text!r} is not HOST:PORT; e.g. {flag} 127.0.0.1:9190")

@@ -16,11 +16,19 @@ def tune(
     shape: Annotated[list[str] | None, typer.Option(help="Pin an input shape, NAME=D1,D2,... (repeatable).")] = None,
     tuning_db: Annotated[Path | None, typer.Option(help="Tuning database directory "
                                                         "[default: ~/.cache/dlc/tuning/KEY].")] = None,
+    tracker: Annotated[str | None, typer.Option(help="Measure on a device of this TVM RPC tracker, HOST:PORT "
+                                                     "(with --key); default: measure here.")] = None,
+    key: Annotated[str, typer.Option(help="The device key at the tracker.")] = "",
 ):
     """Tune a model with MetaSchedule into its tuning database; `dlc compile` then applies it."""
     from dlc.compiler.build import CompileConfig, tune_model
 
-    config = CompileConfig(target=target, shapes=parse_shapes(shape), tune_trials=trials, tuning_db=tuning_db)
+    if tracker and not key:
+        from dlc.errors import DlcError
+
+        raise DlcError("--tracker needs --key, the device key boards registered with (e.g. raspberry-pi-4)")
+    config = CompileConfig(target=target, shapes=parse_shapes(shape), tune_trials=trials, tuning_db=tuning_db,
+                           tuning_tracker=tracker, tuning_key=key)
     start = time.perf_counter()
     with tuning_progress(f"tuning {model} for {target}", trials) as on_tuning:
         report = tune_model(model, config, on_tuning)

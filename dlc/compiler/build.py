@@ -43,6 +43,8 @@ class CompileConfig:
     force: bool = False
     tune_trials: int = 0  # MetaSchedule trials the tuning database should hold; 0 = apply what it has
     tuning_db: Path | None = None  # default: ~/.cache/dlc/tuning/KEY (model, shapes, target)
+    tuning_tracker: str | None = None  # measure tuning candidates on a device of this RPC tracker
+    tuning_key: str = ""
 
 
 @dataclass
@@ -115,8 +117,9 @@ def _tuned(mod, target: TargetSpec, source_sha: str, inputs, config: CompileConf
     database = config.tuning_db or tuning.default_database(key)
     if config.tune_trials <= 0 and tuning.count_records(database) == 0:
         return mod, None
-    mod, report = tuning.tune_and_apply(mod, target.tvm_target(), database, key,
-                                        tuning.TuneConfig(trials=config.tune_trials), on_tuning)
+    tune_config = tuning.TuneConfig(trials=config.tune_trials, tracker=config.tuning_tracker, key=config.tuning_key,
+                                    linker=target.linker.command if target.linker else None)
+    mod, report = tuning.tune_and_apply(mod, target.tvm_target(), database, key, tune_config, on_tuning)
     return mod, report.to_dict()
 
 

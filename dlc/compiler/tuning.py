@@ -15,6 +15,7 @@ registered in each worker by the pool initializer, loads only the CPU intrinsics
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -34,6 +35,7 @@ RECORDS = "database_tuning_record.json"
 PROGRESS = "dlc-tuning.json"  # the largest budget a tuning run finished with
 WORKLOADS = "database_workload.json"
 BUILD_FUNC = "dlc.meta_schedule.cpu_build"
+EXPORT_FUNC = "dlc.meta_schedule.export_shared"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,10 @@ class TuneConfig:
     trials_per_iter: int = 32  # candidates measured per round; small keeps 2-core machines responsive
     builder_timeout: float = 60.0
     seed: int = 0
+    tracker: str | None = None  # HOST:PORT of a TVM RPC tracker: measure on a device instead of here
+    key: str = ""  # the device key at that tracker
+    linker: str | None = None  # cross linker for the device's libraries (e.g. aarch64-linux-gnu-gcc)
+    session_timeout: float = 120.0
 
 
 @dataclass
@@ -140,14 +146,13 @@ def tune(mod, target, database: Path, config: TuneConfig,
     progress = _progress_callback(before, config.trials, on_progress)
     # MetaSchedule's console handler takes this level; its full log still goes to DATABASE/logs.
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
-    builder = ms.builder.LocalBuilder(f_build=BUILD_FUNC, initializer=register_cpu_build,
-                                      timeout_sec=config.builder_timeout)
+    builder, runner = _builder_and_runner(config)
     with _interrupt_guard() as interrupted:
         try:
             ms.relax_integration.tune_relax(
                 mod, params={}, target=target, work_dir=str(database), max_trials_global=remaining,
                 max_trials_per_task=per_task, num_trials_per_iter=min(config.trials_per_iter, per_task),
-                builder=builder, database=ms.database.JSONDatabase(work_dir=str(database)),
+                builder=builder, runner=runner, database=ms.database.JSONDatabase(work_dir=str(database)),
                 measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
                 seed=config.seed)
         except BaseException:
@@ -212,8 +217,31 @@ def _progress_callback(start: int, total: int, on_progress):
     return Progress()
 
 
-def register_cpu_build() -> None:
-    """Pool initializer: registers BUILD_FUNC in a MetaSchedule builder worker."""
+def _builder_and_runner(config: TuneConfig):
+    """Local builder and runner; with a tracker, libraries are cross-linked and timed on the device.
+
+    A device measures shared libraries linked here: MetaSchedule's default hands it a tar
+    of object files to link on the device, and boards rarely carry a C compiler.
+    """
+    from tvm.s_tir import meta_schedule as ms
+
+    if not config.tracker:
+        builder = ms.builder.LocalBuilder(f_build=BUILD_FUNC, initializer=register_cpu_build,
+                                          timeout_sec=config.builder_timeout)
+        return builder, "local"
+    from dlc.runtime.remote import host_port
+
+    host, port = host_port(config.tracker, "--tracker")
+    builder = ms.builder.LocalBuilder(f_build=BUILD_FUNC, f_export=EXPORT_FUNC, timeout_sec=config.builder_timeout,
+                                      initializer=functools.partial(register_cpu_build, config.linker))
+    rpc = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=config.key,
+                              session_timeout_sec=config.session_timeout)
+    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=0)
+    return builder, ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=evaluator, max_workers=1)
+
+
+def register_cpu_build(linker: str | None = None) -> None:
+    """Pool initializer: registers BUILD_FUNC (and EXPORT_FUNC) in a MetaSchedule builder worker."""
     import importlib
     import types
 
@@ -228,6 +256,18 @@ def register_cpu_build() -> None:
     for name in ("x86", "arm_cpu"):
         importlib.import_module(f"{package}.{name}")
     register_global_func(BUILD_FUNC, _cpu_build, override=True)
+    if linker:
+        register_global_func(EXPORT_FUNC, functools.partial(_export_shared, linker), override=True)
+
+
+def _export_shared(linker: str, mod) -> str:
+    import tempfile
+
+    from tvm.support import cc
+
+    path = os.path.join(tempfile.mkdtemp(), "tvm_tmp_mod.so")
+    mod.export_library(path, fcompile=cc.cross_compiler(linker))
+    return path
 
 
 def _cpu_build(mod, target, _params):

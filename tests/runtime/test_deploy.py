@@ -75,7 +75,9 @@ def test_wrong_architecture_is_refused_before_upload(runner, board, onnx_model, 
     assert_one_line_error(result, "built for armv7l", "device is aarch64", "nothing was uploaded")
 
 
-def test_through_the_rpc_tracker(pi_artifact):
+@pytest.fixture(scope="module")
+def fleet():
+    """TVM's RPC tracker with one emulated Pi 4 registered under the key rpi4-fleet."""
     _require_emulation()
     from dlc.runtime.board import start_board
 
@@ -87,12 +89,37 @@ def test_through_the_rpc_tracker(pi_artifact):
         time.sleep(3)
         with start_board("raspberry-pi-4", port=_free_port(), key="rpi4-fleet", tracker=f"127.0.0.1:{port}"):
             time.sleep(2)  # the server registers with the tracker after it starts listening
-            report = deploy(pi_artifact, DeployConfig(tracker=f"127.0.0.1:{port}", key="rpi4-fleet",
-                                                      number=2, repeat=1))
-        assert report.device["arch"] == "aarch64" and report.max_abs_diff <= 1e-4
+            yield f"127.0.0.1:{port}", "rpi4-fleet"
     finally:
         tracker.terminate()
         tracker.wait(10)
+
+
+def test_through_the_rpc_tracker(pi_artifact, fleet):
+    tracker, key = fleet
+    report = deploy(pi_artifact, DeployConfig(tracker=tracker, key=key, number=2, repeat=1))
+    assert report.device["arch"] == "aarch64" and report.max_abs_diff <= 1e-4
+
+
+@pytest.mark.slow
+def test_tuning_measures_on_the_device_through_the_tracker(runner, fleet, tmp_path):
+    """Candidates are cross-linked here and timed on the emulated Pi; the records then build a Pi artifact."""
+    from dlc.compiler import tuning
+
+    tracker, key = fleet
+    model = tmp_path / "mlp.onnx"
+    assert invoke(runner, "export", "mlp", "-o", model, "--arg", "hidden=[16]").exit_code == 0
+    database = tmp_path / "pi-db"
+    result = invoke(runner, "tune", model, "--target", "raspberry-pi-4", "--trials", "6", "--tuning-db", database,
+                    "--tracker", tracker, "--key", key)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (database / tuning.RECORDS).read_text().splitlines()]
+    assert len(records) >= 6
+    measured = [r for r in records if r[1][1] and min(r[1][1]) < 1e9]  # run_secs of successful runs
+    assert measured, "no candidate ran on the device"
+    out = tmp_path / "pi.dlc"
+    result = invoke(runner, "compile", model, "-o", out, "--target", "raspberry-pi-4", "--tuning-db", database)
+    assert result.exit_code == 0 and "0 trials run now" in result.stdout, result.output
 
 
 def test_unreachable_device_is_a_clear_error_after_retries(runner, artifact):
