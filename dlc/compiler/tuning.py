@@ -241,7 +241,7 @@ def _builder_and_runner(config: TuneConfig):
 
 
 def register_cpu_build(linker: str | None = None) -> None:
-    """Pool initializer: registers BUILD_FUNC (and EXPORT_FUNC) in a MetaSchedule builder worker."""
+    """Pool initializer: registers BUILD_FUNC and EXPORT_FUNC in a MetaSchedule builder worker."""
     import importlib
     import types
 
@@ -256,17 +256,17 @@ def register_cpu_build(linker: str | None = None) -> None:
     for name in ("x86", "arm_cpu"):
         importlib.import_module(f"{package}.{name}")
     register_global_func(BUILD_FUNC, _cpu_build, override=True)
-    if linker:
-        register_global_func(EXPORT_FUNC, functools.partial(_export_shared, linker), override=True)
+    register_global_func(EXPORT_FUNC, functools.partial(_export_shared, linker), override=True)
 
 
-def _export_shared(linker: str, mod) -> str:
+def _export_shared(linker: str | None, mod) -> str:
+    """A shared library for the device: its cross linker, or this machine's C compiler."""
     import tempfile
 
     from tvm.support import cc
 
     path = os.path.join(tempfile.mkdtemp(), "tvm_tmp_mod.so")
-    mod.export_library(path, fcompile=cc.cross_compiler(linker))
+    mod.export_library(path, fcompile=cc.cross_compiler(linker) if linker else None)
     return path
 
 
