@@ -82,3 +82,16 @@ def test_cross_artifact_is_refused_on_this_machine(runner, onnx_model, tmp_path)
     assert invoke(runner, "compile", onnx_model, "-o", out, "--target", "raspberry-pi-4").exit_code == 0
     result = invoke(runner, "bench", out, "--backends", "tvm", "--runs", "1", "--report", tmp_path / "r.json")
     assert_one_line_error(result, "built for aarch64", "x86_64", "dlc deploy")
+
+
+def test_missing_cross_linker_names_the_package_and_the_setup_command(runner, onnx_model, tmp_path, monkeypatch):
+    import dlc.compiler.target as target
+
+    missing = target.Linker("aarch64-linux-gnu-gcc-absent", "gcc-aarch64-linux-gnu")
+    monkeypatch.setitem(target.PRESETS, "raspberry-pi-4",
+                        target.TargetSpec("raspberry-pi-4", target.PRESETS["raspberry-pi-4"].tvm, "aarch64",
+                                          linker=missing))
+    out = tmp_path / "pi.dlc"
+    result = invoke(runner, "compile", onnx_model, "-o", out, "--target", "raspberry-pi-4")
+    assert_one_line_error(result, "aarch64-linux-gnu-gcc-absent", "gcc-aarch64-linux-gnu", "./scripts/setup-edge")
+    assert not out.exists()
