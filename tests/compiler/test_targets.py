@@ -35,23 +35,24 @@ def test_every_preset_compiles(runner, onnx_model, tmp_path, name):
         assert manifest["verification"]["max_abs_diff"] <= 1e-4
 
 
+def _readelf(runner, onnx_model, tmp_path, target: str, *flags: str) -> str:
+    """Compiles for `target` and returns `readelf FLAGS` of its library."""
+    _needs_linker(target)
+    out = tmp_path / f"{target}.dlc"
+    assert invoke(runner, "compile", onnx_model, "-o", out, "--target", target).exit_code == 0
+    return subprocess.run(["readelf", *flags, out / "model.so"], capture_output=True, text=True).stdout
+
+
 def test_armv7_library_uses_the_hard_float_abi(runner, onnx_model, tmp_path):
-    _needs_linker("armv7")
-    out = tmp_path / "armv7.dlc"
-    assert invoke(runner, "compile", onnx_model, "-o", out, "--target", "armv7").exit_code == 0
-    header = subprocess.run(["readelf", "-h", out / "model.so"], capture_output=True, text=True).stdout
+    header = _readelf(runner, onnx_model, tmp_path, "armv7", "-h")
     assert "hard-float ABI" in header and "ARM" in header
 
 
 def test_android_library_exports_the_tvm_entry_points(runner, onnx_model, tmp_path):
     """No Android device or emulator runs here: the ELF is checked instead (machine, type, symbols)."""
-    _needs_linker("android-arm64")
-    out = tmp_path / "android.dlc"
-    assert invoke(runner, "compile", onnx_model, "-o", out, "--target", "android-arm64").exit_code == 0
-    header = subprocess.run(["readelf", "-h", out / "model.so"], capture_output=True, text=True).stdout
-    assert "AArch64" in header and "DYN (Shared object file)" in header
-    symbols = subprocess.run(["readelf", "--dyn-syms", "-W", out / "model.so"], capture_output=True, text=True).stdout
-    assert "__tvm_ffi__library_bin" in symbols or "__tvm_dev_mblob" in symbols, symbols[:2000]
+    elf = _readelf(runner, onnx_model, tmp_path, "android-arm64", "-h", "--dyn-syms", "-W")
+    assert "AArch64" in elf and "DYN (Shared object file)" in elf
+    assert "__tvm_ffi__library_bin" in elf or "__tvm_dev_mblob" in elf, elf[:2000]
 
 
 def test_json_target_is_accepted():
