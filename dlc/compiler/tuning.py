@@ -143,11 +143,11 @@ def tune(mod, target, database: Path, config: TuneConfig,
     tasks = len(ms.relax_integration.extract_tasks(mod, target))
     # Spread the budget over every task; by default MetaSchedule may spend it all on the first few.
     per_task = config.trials_per_task or max(8, -(-config.trials // max(tasks, 1)))
-    progress = _progress_callback(before, config.trials, on_progress)
     # MetaSchedule's console handler takes this level; its full log still goes to DATABASE/logs.
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     builder, runner = _builder_and_runner(config)
     with _interrupt_guard() as interrupted:
+        progress = _progress_callback(before, config.trials, on_progress, interrupted)
         try:
             ms.relax_integration.tune_relax(
                 mod, params={}, target=target, work_dir=str(database), max_trials_global=remaining,
@@ -156,8 +156,8 @@ def tune(mod, target, database: Path, config: TuneConfig,
                 measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
                 seed=config.seed)
         except BaseException:
-            # Ctrl-C often lands inside a Python callback that TVM's FFI re-raises as another
-            # error type, so the flag, not the exception's type, says the user interrupted.
+            # The progress callback stops the search with an exception once Ctrl-C was seen;
+            # TVM's FFI re-raises it as another type, so the flag says the user interrupted.
             if not interrupted:
                 raise
             raise DlcError(f"tuning interrupted after {count_records(database)} of {config.trials} trials; "
@@ -167,15 +167,22 @@ def tune(mod, target, database: Path, config: TuneConfig,
 
 @contextlib.contextmanager
 def _interrupt_guard():
-    """Yields a list that becomes non-empty once SIGINT arrives (main thread only)."""
+    """Yields a list that becomes non-empty once SIGINT arrives (main thread only).
+
+    The first Ctrl-C only sets the flag, and tuning stops after the batch being measured
+    (its records saved); raising KeyboardInterrupt inside TVM's C++ loop instead left
+    the process to die by the signal. A second Ctrl-C stops at once.
+    """
     interrupted: list[bool] = []
     if threading.current_thread() is not threading.main_thread():
         yield interrupted
         return
 
     def on_sigint(signum, frame):
+        if interrupted:
+            raise KeyboardInterrupt
         interrupted.append(True)
-        raise KeyboardInterrupt
+        print("stopping after the batch being measured (Ctrl-C again to stop now)", file=sys.stderr, flush=True)
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
@@ -196,7 +203,11 @@ def with_num_cores(target):
     return tvm.target.Target({**spec, "num-cores": physical_cores()})
 
 
-def _progress_callback(start: int, total: int, on_progress):
+class _Stopped(Exception):
+    """Raised from the measure callback to end a tuning run that was interrupted."""
+
+
+def _progress_callback(start: int, total: int, on_progress, interrupted: list[bool]):
     from tvm.ir.utils import derived_object
     from tvm.s_tir import meta_schedule as ms
 
@@ -206,6 +217,8 @@ def _progress_callback(start: int, total: int, on_progress):
             self.done, self.best = start, {}
 
         def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+            if interrupted:  # the batch's records are already in the database (callbacks run in order)
+                raise _Stopped()
             for result in runner_results:
                 self.done += 1
                 if result.run_secs:
