@@ -3,32 +3,33 @@ import json
 from tests.conftest import assert_one_line_error, invoke
 
 
-def test_exported_cnn_is_fully_supported(runner, onnx_model, tmp_path):
+def _doctor(runner, model, tmp_path):
+    """Runs `dlc doctor MODEL --report`; returns its stdout and the JSON report."""
     report_path = tmp_path / "doctor.json"
-    result = invoke(runner, "doctor", onnx_model, "--report", report_path)
+    result = invoke(runner, "doctor", model, "--report", report_path)
     assert result.exit_code == 0, result.output
-    assert "tvm: all ops supported" in result.stdout
-    assert "onnxruntime: all ops supported" in result.stdout
-    report = json.loads(report_path.read_text())
+    return result.stdout, json.loads(report_path.read_text())
+
+
+def test_exported_cnn_is_fully_supported(runner, onnx_model, tmp_path):
+    stdout, report = _doctor(runner, onnx_model, tmp_path)
+    assert "tvm: all ops supported" in stdout
+    assert "onnxruntime: all ops supported" in stdout
     ops = {o["op"] for o in report["ops"]}
     assert {"Conv", "Relu", "MaxPool", "Gemm"} <= ops
     assert report["gaps"] == {"tvm": [], "onnxruntime": []}
 
 
 def test_every_gap_is_listed_with_node_names(runner, lstm_onnx, tmp_path):
-    report_path = tmp_path / "doctor.json"
-    result = invoke(runner, "doctor", lstm_onnx, "--report", report_path)
-    assert result.exit_code == 0, result.output
-    assert "tvm: 1 unsupported op type(s): LSTM" in result.stdout
-    assert "encoder/lstm" in result.stdout
-    report = json.loads(report_path.read_text())
+    stdout, report = _doctor(runner, lstm_onnx, tmp_path)
+    assert "tvm: 1 unsupported op type(s): LSTM" in stdout
+    assert "encoder/lstm" in stdout
     lstm = next(o for o in report["ops"] if o["op"] == "LSTM")
     assert lstm["supported"] == {"tvm": False, "onnxruntime": True}
     assert lstm["nodes"] == ["encoder/lstm"] and lstm["version"] == 14
 
 
 def test_custom_domain_op_is_a_gap_for_both(tmp_path):
-    import onnx
     from onnx import TensorProto, helper
 
     from dlc.compiler.coverage import check_coverage
