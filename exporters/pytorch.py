@@ -33,6 +33,7 @@ class ExportConfig:
     tolerance: float | None = None  # max abs diff vs PyTorch; None = the zoo model's own
     seed: int = 0
     force: bool = False
+    optimize: bool = True  # torch's own ONNX cleanup (folding, BN fusion); False keeps the traced graph
 
 
 @dataclass
@@ -92,7 +93,8 @@ def _torch_export(module, example, path: Path, spec: zoo.ModelSpec, config: Expo
             warnings.simplefilter("ignore", FutureWarning)  # torch's own pytree deprecations
             program = torch.onnx.export(module, (example,), input_names=list(spec.input_names),
                                         output_names=list(spec.output_names), opset_version=config.opset,
-                                        dynamo=True, dynamic_shapes=dynamic_shapes, verbose=False)
+                                        dynamo=True, dynamic_shapes=dynamic_shapes, optimize=config.optimize,
+                                        verbose=False)
     except Exception as e:  # torch.export raises many types for code it cannot trace
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise DlcError(f"torch.onnx export of {spec.name!r} failed: {first}") from e

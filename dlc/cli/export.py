@@ -18,6 +18,8 @@ def export(
     tolerance: Annotated[float | None, typer.Option(help="Max abs difference allowed between PyTorch and "
                                                           "ONNX Runtime [default: the model's own].")] = None,
     arg: Annotated[list[str] | None, typer.Option(help="Model argument KEY=VALUE for a zoo model name.")] = None,
+    optimize: Annotated[bool, typer.Option(help="Let torch's exporter fold constants and batch norm; "
+                                           "--no-optimize writes the graph as traced, for `dlc optimize`.")] = True,
     force: Annotated[bool, typer.Option(help="Overwrite an existing ONNX file.")] = False,
 ):
     """Export a model to ONNX and check ONNX Runtime's outputs against PyTorch's."""
@@ -26,7 +28,8 @@ def export(
 
     ckpt, stem = _resolve_source(source, parse_args(arg))
     output = output or Path(f"{stem}.onnx")
-    config = ExportConfig(opset=opset, dynamic_batch=dynamic_batch, batch=batch, tolerance=tolerance, force=force)
+    config = ExportConfig(opset=opset, dynamic_batch=dynamic_batch, batch=batch, tolerance=tolerance, force=force,
+                          optimize=optimize)
     with console.status(f"exporting {ckpt.model} to ONNX (opset {opset})"):
         report = export_checkpoint(ckpt, output, config)
     report_path = write_json(output.with_suffix(".export.json"), report.to_dict())

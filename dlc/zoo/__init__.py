@@ -85,3 +85,20 @@ register(ModelSpec(
     defaults={"input_shape": [1, 8, 8], "width": 16, "num_classes": 10, "dropout": 0.2},
     input_shape_arg="input_shape",
 ))
+
+register(ModelSpec(
+    name="resnet",
+    builder="dlc.zoo.vision:ResNet",
+    description="small ResNet: 3x3 stem, stages of residual basic blocks with batch norm, global average pool",
+    defaults={"input_shape": [1, 8, 8], "widths": [16, 32, 64], "blocks_per_stage": 1, "num_classes": 10},
+    input_shape_arg="input_shape",
+))
+
+register(ModelSpec(
+    name="mobilenet",
+    builder="dlc.zoo.vision:MobileNet",
+    description="small MobileNetV2: inverted residual blocks of depthwise-separable convolutions, ReLU6",
+    defaults={"input_shape": [1, 8, 8], "stem": 16, "blocks": [[16, 1], [24, 2], [24, 1], [32, 2]],
+              "expand": 4, "num_classes": 10, "dropout": 0.2},
+    input_shape_arg="input_shape",
+))
