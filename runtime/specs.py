@@ -71,6 +71,30 @@ def random_inputs(specs: list[TensorSpec], seed: int = 0, batch: int = 1) -> dic
     return out
 
 
+def static_specs(specs: list[TensorSpec], shapes: dict[str, list[int]] | None) -> list[TensorSpec]:
+    """Input specs with every dimension fixed: from `shapes`, else batch 1 for a symbolic first dim."""
+    shapes = dict(shapes or {})
+    unknown = sorted(set(shapes) - {s.name for s in specs})
+    if unknown:
+        raise InputMismatchError(f"--shape names unknown input(s) {', '.join(unknown)}; "
+                                 f"the model's inputs are: {', '.join(s.name for s in specs)}")
+    return [_static_spec(s, shapes.get(s.name)) for s in specs]
+
+
+def _static_spec(spec: TensorSpec, given: list[int] | None) -> TensorSpec:
+    if given is not None:
+        if len(given) != len(spec.shape) or any(isinstance(d, int) and d != g for d, g in zip(spec.shape, given)):
+            raise InputMismatchError(f"--shape {spec.name}={','.join(map(str, given))} does not fit "
+                                     f"the model's {spec}; keep its rank and fixed sizes")
+        return TensorSpec(spec.name, tuple(given), spec.dtype)
+    if spec.is_static():
+        return spec
+    if all(isinstance(d, int) for d in spec.shape[1:]):
+        return TensorSpec(spec.name, (1, *spec.shape[1:]), spec.dtype)  # dynamic batch → 1
+    example = ",".join(str(d) if isinstance(d, int) else "N" for d in spec.shape)
+    raise InputMismatchError(f"input {spec} has symbolic dimensions; fix them with --shape {spec.name}={example}")
+
+
 ALIGNMENT = 64  # bytes; what TVM allocates with and its kernels assume
 
 

@@ -34,9 +34,10 @@ class TvmSession:
     @classmethod
     def from_onnx(cls, onnx_path: str | Path, shapes: dict[str, list[int]] | None = None) -> "TvmSession":
         """Compiles an ONNX file for the host CPU in memory (untuned, default pipeline)."""
-        from dlc.compiler.build import build_executable, static_specs
+        from dlc.compiler.build import build_executable
         from dlc.compiler.target import resolve_target
         from dlc.onnxio import io_specs, load_model
+        from dlc.runtime.specs import static_specs
 
         model = load_model(onnx_path)
         inputs = static_specs(io_specs(model)[0], shapes)

@@ -55,11 +55,13 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from dlc.cli import bench, compile, deploy, device, doctor, export, quickstart, targets, train, tune
+    from dlc.cli import bench, compile, deploy, device, doctor, export, inspect, optimize, quickstart, targets, train, tune
 
     app.command("quickstart")(quickstart.quickstart)
     app.command("train")(train.train)
     app.command("export")(export.export)
+    app.command("optimize")(optimize.optimize)
+    app.command("inspect")(inspect.inspect)
     app.command("compile")(compile.compile_)
     app.command("tune")(tune.tune)
     app.command("bench")(bench.bench)

@@ -27,10 +27,10 @@ from dlc.artifact import FORMAT, FORMAT_VERSION, GOLDEN, LIBRARY, MANIFEST, ONNX
 from dlc.compiler.coverage import check_coverage, require_supported
 from dlc.compiler.target import TargetSpec, host_arch, resolve_target
 from dlc.elf import read_elf_header
-from dlc.errors import DlcError, InputMismatchError, NumericMismatchError
+from dlc.errors import DlcError, NumericMismatchError
 from dlc.fileio import atomic_path, check_output, write_json
 from dlc.onnxio import io_specs, load_model
-from dlc.runtime.specs import TensorSpec, random_inputs
+from dlc.runtime.specs import TensorSpec, random_inputs, static_specs
 
 
 @dataclass(frozen=True)
@@ -121,30 +121,6 @@ def _tuned(mod, target: TargetSpec, source_sha: str, inputs, config: CompileConf
                                     linker=target.linker.command if target.linker else None)
     mod, report = tuning.tune_and_apply(mod, target.tvm_target(), database, key, tune_config, on_tuning)
     return mod, report.to_dict()
-
-
-def static_specs(specs: list[TensorSpec], shapes: dict[str, list[int]] | None) -> list[TensorSpec]:
-    """Input specs with every dimension fixed: from `shapes`, else batch 1 for a symbolic first dim."""
-    shapes = dict(shapes or {})
-    unknown = sorted(set(shapes) - {s.name for s in specs})
-    if unknown:
-        raise InputMismatchError(f"--shape names unknown input(s) {', '.join(unknown)}; "
-                                 f"the model's inputs are: {', '.join(s.name for s in specs)}")
-    return [_static_spec(s, shapes.get(s.name)) for s in specs]
-
-
-def _static_spec(spec: TensorSpec, given: list[int] | None) -> TensorSpec:
-    if given is not None:
-        if len(given) != len(spec.shape) or any(isinstance(d, int) and d != g for d, g in zip(spec.shape, given)):
-            raise InputMismatchError(f"--shape {spec.name}={','.join(map(str, given))} does not fit "
-                                     f"the model's {spec}; keep its rank and fixed sizes")
-        return TensorSpec(spec.name, tuple(given), spec.dtype)
-    if spec.is_static():
-        return spec
-    if all(isinstance(d, int) for d in spec.shape[1:]):
-        return TensorSpec(spec.name, (1, *spec.shape[1:]), spec.dtype)  # dynamic batch → 1
-    example = ",".join(str(d) if isinstance(d, int) else "N" for d in spec.shape)
-    raise InputMismatchError(f"input {spec} has symbolic dimensions; fix them with --shape {spec.name}={example}")
 
 
 def build_executable(model, inputs: list[TensorSpec], target: TargetSpec):

@@ -1,0 +1,144 @@
+"""`dlc inspect`: what an ONNX model is — opsets, I/O, ops, parameters, size, and its cost.
+
+Per-layer MACs and FLOPs (see `dlc.flops` for the conventions) come from ONNX shape
+inference with every input dimension fixed: symbolic ones from `shapes`, else 1, so
+that later reports can turn a latency into achieved GFLOP/s.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlc.flops import Cost, node_cost
+from dlc.onnxio import io_specs, load_model
+from dlc.runtime.specs import TensorSpec
+
+
+@dataclass
+class Layer:
+    name: str
+    op: str
+    output_shape: list[int] | None
+    parameters: int
+    cost: Cost | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "op": self.op, "output_shape": self.output_shape, "parameters": self.parameters,
+                "macs": None if self.cost is None else self.cost.macs,
+                "flops": None if self.cost is None else self.cost.flops}
+
+
+@dataclass
+class ModelInfo:
+    path: Path
+    file_bytes: int
+    ir_version: int
+    opsets: dict[str, int]
+    producer: str
+    metadata: dict[str, str]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    shapes_used: dict[str, list[int]]
+    ops: dict[str, int]
+    parameters: int
+    weight_bytes: dict[str, int]  # by dtype
+    layers: list[Layer] = field(default_factory=list)
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.cost.macs for layer in self.layers if layer.cost)
+
+    @property
+    def flops(self) -> int:
+        return sum(layer.cost.flops for layer in self.layers if layer.cost)
+
+    @property
+    def uncounted(self) -> list[Layer]:
+        return [layer for layer in self.layers if layer.cost is None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": str(self.path), "file_bytes": self.file_bytes, "ir_version": self.ir_version,
+                "opsets": self.opsets, "producer": self.producer, "metadata": self.metadata,
+                "inputs": [s.to_dict() for s in self.inputs], "outputs": [s.to_dict() for s in self.outputs],
+                "shapes_used": self.shapes_used, "nodes": sum(self.ops.values()), "ops": self.ops,
+                "parameters": self.parameters, "weight_bytes": self.weight_bytes,
+                "total": {"macs": self.macs, "flops": self.flops,
+                          "uncounted_nodes": [f"{layer.name} ({layer.op})" for layer in self.uncounted]},
+                "layers": [layer.to_dict() for layer in self.layers]}
+
+
+def inspect_model(path: str | Path, shapes: dict[str, list[int]] | None = None) -> ModelInfo:
+    """Reads `path` (checked by the ONNX checker) and counts its cost at the given input shapes."""
+    import numpy as np
+    import onnx
+
+    from dlc.runtime.specs import static_specs
+
+    path = Path(path)
+    model = load_model(path)
+    inputs, outputs = io_specs(model)
+    fixed = static_specs(inputs, shapes)
+    inits = {t.name: t for t in model.graph.initializer}
+    weight_bytes: dict[str, int] = collections.Counter()
+    for t in inits.values():
+        array = onnx.numpy_helper.to_array(t)
+        weight_bytes[array.dtype.name] += array.nbytes
+    return ModelInfo(
+        path=path, file_bytes=path.stat().st_size, ir_version=model.ir_version,
+        opsets={o.domain or "ai.onnx": o.version for o in model.opset_import},
+        producer=f"{model.producer_name} {model.producer_version}".strip(),
+        metadata={p.key: p.value for p in model.metadata_props}, inputs=inputs, outputs=outputs,
+        shapes_used={s.name: list(s.shape) for s in fixed},
+        ops=dict(collections.Counter(n.op_type for n in model.graph.node).most_common()),
+        parameters=sum(int(np.prod(t.dims)) for t in inits.values()), weight_bytes=dict(weight_bytes),
+        layers=_layers(model, fixed, inits))
+
+
+def _layers(model, fixed: list[TensorSpec], inits: dict) -> list[Layer]:
+    import numpy as np
+
+    shapes = _inferred_shapes(model, fixed)
+    layers = []
+    for i, node in enumerate(model.graph.node):
+        in_shapes = [shapes.get(name) if name else None for name in node.input]
+        out_shapes = [shapes.get(name) if name else None for name in node.output]
+        params = sum(int(np.prod(inits[name].dims)) for name in node.input if name in inits)
+        cost = node_cost(node.op_type, _attributes(node), in_shapes, out_shapes)
+        out = out_shapes[0] if out_shapes else None
+        layers.append(Layer(node.name or f"{node.op_type}_{i}", node.op_type, None if out is None else list(out),
+                            params, cost))
+    return layers
+
+
+def _inferred_shapes(model, fixed: list[TensorSpec]) -> dict[str, tuple[int, ...]]:
+    """Every tensor's static shape after inference with the inputs pinned to `fixed`."""
+    import onnx
+
+    pinned = onnx.ModelProto()
+    pinned.CopyFrom(model)
+    by_name = {s.name: s for s in fixed}
+    for value in pinned.graph.input:
+        if value.name in by_name:
+            dims = value.type.tensor_type.shape.dim
+            for dim, size in zip(dims, by_name[value.name].shape):
+                dim.Clear()
+                dim.dim_value = int(size)
+    inferred = onnx.shape_inference.infer_shapes(pinned, strict_mode=False, data_prop=True)
+    graph = inferred.graph
+    shapes = {t.name: tuple(t.dims) for t in graph.initializer}
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        tensor = value.type.tensor_type
+        if tensor.HasField("shape") and all(d.HasField("dim_value") for d in tensor.shape.dim):
+            shapes[value.name] = tuple(d.dim_value for d in tensor.shape.dim)
+    return shapes
+
+
+def _attributes(node) -> dict[str, Any]:
+    import onnx
+
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute
+            if a.type in (onnx.AttributeProto.INT, onnx.AttributeProto.INTS, onnx.AttributeProto.FLOAT,
+                          onnx.AttributeProto.STRING)}

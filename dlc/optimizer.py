@@ -1,0 +1,133 @@
+"""`dlc optimize`: an ONNX file through a verified pass pipeline into a new ONNX file.
+
+The model is checked (ONNX checker, pass names, sample inputs) before any pass runs;
+the passes work in memory; the result is checked again and written to a temporary
+path that is renamed into place only when every pass stayed within its tolerance.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlc.errors import InputFileError
+from dlc.fileio import atomic_path, check_output, require_file
+from dlc.onnxio import io_specs, load_model
+from dlc.runtime.specs import check_inputs, random_inputs
+
+
+@dataclass(frozen=True)
+class OptimizeConfig:
+    level: int = 2
+    passes: tuple[str, ...] = ()  # explicit pass names; replaces the level when given
+    opset: int | None = None  # convert to this opset first (e.g. 20 to let fuse-gelu fire)
+    float16: bool = False  # append to-float16
+    float16_io: bool = False  # ...and make inputs/outputs float16 too
+    atol: float | None = None  # override every pass's tolerance
+    rtol: float | None = None
+    verify: bool = True
+    inputs: Path | None = None  # an .npz of sample inputs; default: seeded random, symbolic dims = 2
+    seed: int = 0
+    force: bool = False
+
+
+@dataclass
+class OptimizeReport:
+    source: Path
+    output: Path
+    passes: list  # PassRecord
+    before: dict[str, Any]
+    after: dict[str, Any]
+    sample_inputs: dict[str, list[int]]
+    seconds: float
+    pipeline: str = field(default="")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": str(self.source), "output": str(self.output), "pipeline": self.pipeline,
+                "before": self.before, "after": self.after,
+                "verification": {"reference": "onnxruntime (graph optimizations off)",
+                                 "sample_inputs": self.sample_inputs},
+                "passes": [r.to_dict() for r in self.passes], "seconds": round(self.seconds, 3)}
+
+
+def build_pipeline(config: OptimizeConfig) -> tuple[list, str]:
+    """The passes `config` asks for, and a one-line description of them."""
+    from dlc import passes
+    from dlc.passes.cleanup import ConvertOpsetPass
+    from dlc.passes.float16 import ToFloat16Pass
+
+    chosen = passes.from_names(list(config.passes)) if config.passes else passes.level(config.level)
+    described = ",".join(config.passes) if config.passes else f"-O{config.level}"
+    if config.opset is not None:
+        chosen.insert(0, ConvertOpsetPass(config.opset))
+        described = f"convert-opset({config.opset}) + {described}"
+    if config.float16 or config.float16_io:
+        chosen.append(ToFloat16Pass(keep_io_types=not config.float16_io))
+        described += " + to-float16" + ("" if config.float16_io else " (float32 I/O)")
+    return chosen, described
+
+
+def optimize_file(source: str | Path, out: str | Path, config: OptimizeConfig = OptimizeConfig()) -> OptimizeReport:
+    """Runs the configured pipeline on `source` and writes the result to `out` (atomically)."""
+    import onnx
+    import onnx_ir as ir
+
+    from dlc.passes import Verifier, run_passes
+    from dlc.passes.cleanup import require_inferable_shapes
+
+    source, out, start = Path(source), Path(out), time.perf_counter()
+    check_output(out, config.force)
+    proto = load_model(source)  # the checker's message comes before any pass runs
+    require_inferable_shapes(proto)  # ...and a tensor whose shape cannot be inferred, by name
+    pipeline, described = build_pipeline(config)
+    inputs = _sample_inputs(proto, config)
+    model = ir.serde.deserialize_model(proto)
+    verifier = Verifier(model, inputs) if config.verify else None
+    model, records = run_passes(model, pipeline, verifier, _tolerance(config))
+    result = ir.serde.serialize_model(model)
+    with atomic_path(out) as tmp:
+        onnx.save(result, str(tmp))
+    return OptimizeReport(source, out, records, summarize(proto, source), summarize(result, out),
+                          {k: list(v.shape) for k, v in inputs.items()}, time.perf_counter() - start, described)
+
+
+def _tolerance(config: OptimizeConfig):
+    """--atol/--rtol replace every pass's own tolerance; None keeps them."""
+    from dlc.passes import Tolerance
+
+    if config.atol is None and config.rtol is None:
+        return None
+    default = Tolerance()
+    return Tolerance(default.atol if config.atol is None else config.atol,
+                     default.rtol if config.rtol is None else config.rtol)
+
+
+def _sample_inputs(proto, config: OptimizeConfig) -> dict[str, np.ndarray]:
+    specs = io_specs(proto)[0]
+    if config.inputs is None:
+        return random_inputs(specs, seed=config.seed, batch=2)
+    path = require_file(config.inputs, "sample inputs", "save them with numpy.savez(path, name=array)")
+    try:
+        with np.load(path) as data:
+            given = {k: data[k] for k in data.files}
+    except (ValueError, OSError) as e:
+        raise InputFileError(f"{path} is not an .npz file of input arrays ({e}); save one with "
+                             f"numpy.savez(path, name=array)") from e
+    return check_inputs(specs, given)
+
+
+def summarize(proto, path: Path) -> dict[str, Any]:
+    """Node count, op histogram, parameters and file size: the before/after columns of a report."""
+    import onnx
+
+    ops = collections.Counter(n.op_type for n in proto.graph.node)
+    params = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
+    weight_bytes = sum(onnx.numpy_helper.to_array(t).nbytes for t in proto.graph.initializer)
+    size = path.stat().st_size if path.exists() else proto.ByteSize()
+    return {"nodes": sum(ops.values()), "ops": dict(ops.most_common()), "parameters": params,
+            "weight_bytes": weight_bytes, "file_bytes": size}

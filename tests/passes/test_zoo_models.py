@@ -1,0 +1,43 @@
+"""The zoo's batch-norm CNNs, exported as traced (BN unfused): -O2 removes every BN, outputs unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from dlc import checkpoint
+from dlc.exporters.pytorch import ExportConfig, export_checkpoint
+from dlc.optimizer import OptimizeConfig, optimize_file
+from dlc.runtime.session import OrtSession
+from dlc.runtime.specs import random_inputs
+
+
+def _with_random_bn_statistics(ckpt: checkpoint.Checkpoint) -> checkpoint.Checkpoint:
+    """Fresh BN layers have mean 0 and variance 1, which a wrong fold could get away with."""
+    generator = torch.Generator().manual_seed(0)
+    for key, value in ckpt.state_dict.items():
+        if key.endswith(("running_mean", "bias")):
+            ckpt.state_dict[key] = torch.randn(value.shape, generator=generator) * 0.5
+        elif key.endswith("running_var"):
+            ckpt.state_dict[key] = torch.rand(value.shape, generator=generator) + 0.5
+    return ckpt
+
+
+@pytest.mark.parametrize("name", ["resnet", "mobilenet"])
+def test_O2_leaves_no_batchnorm_in_the_zoo_cnns(name, tmp_path):
+    raw = tmp_path / f"{name}.onnx"
+    export_checkpoint(_with_random_bn_statistics(checkpoint.untrained(name)), raw,
+                      ExportConfig(dynamic_batch=True, optimize=False))
+    assert any(n.op_type == "BatchNormalization" for n in onnx.load(raw).graph.node)
+
+    report = optimize_file(raw, tmp_path / f"{name}.opt.onnx", OptimizeConfig(level=2))
+
+    optimized = onnx.load(report.output)
+    assert not any(n.op_type == "BatchNormalization" for n in optimized.graph.node)
+    assert report.after["nodes"] < report.before["nodes"]
+    before, after = OrtSession(raw), OrtSession(report.output)
+    feed = random_inputs(before.inputs, seed=7, batch=3)
+    want, got = before.run(feed)["logits"], after.run(feed)["logits"]
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
