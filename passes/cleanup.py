@@ -160,7 +160,8 @@ class RemoveNoOpsPass(RewritePass):
     """Rewrites ops that compute nothing at inference into Identity (remove-identity then drops them)."""
 
     name = "remove-no-ops"
-    summary = "Dropout at inference, x+0, x-0, x*1, x/1, Cast to its own type, Expand to its own shape → Identity"
+    summary = ("Dropout at inference, x+0, x-0, x*1, x/1, Cast to its own type, Expand to its own shape → "
+               "Identity; all-zero Conv/Gemm biases dropped")
     rules = {
         "dropout-inference": dropout_at_inference_rules,
         "add-0": rules.add_0_rule,
@@ -169,6 +170,9 @@ class RemoveNoOpsPass(RewritePass):
         "div-1": rules.div_by_1_rule,
         "cast-same-type": rules.no_op_cast_rule,
         "expand-same-shape": rules.no_op_expand_rule,
+        "conv-zero-bias": rules.remove_optional_bias_from_conv_rule,
+        "convtranspose-zero-bias": rules.remove_optional_bias_from_conv_transpose_rule,
+        "gemm-zero-bias": rules.remove_optional_bias_from_gemm_rule,
     }
 
 

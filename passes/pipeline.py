@@ -63,11 +63,12 @@ def level(n: int) -> list[Pass]:
         return []
     if n == 1:
         return cleanup()
-    # fusions leave folded weights and orphaned nodes behind: fold and sweep once more
-    passes = [*cleanup(), *fusion(), FoldConstantsPass(), RemoveIdentityPass(), EliminateDeadCodePass()]
+    # fusions leave folded weights, zero biases and orphaned nodes behind: fold and sweep once more
+    passes = [*cleanup(), *fusion(), FoldConstantsPass(), RemoveNoOpsPass(), RemoveIdentityPass(),
+              DeduplicateInitializersPass(), EliminateDeadCodePass()]
     if n == 3:
         passes += [FusePadConvPass(), FuseActivationChainsPass(), EliminateCommonSubexpressionsPass(),
-                   DeduplicateInitializersPass(), EliminateDeadCodePass()]
+                   EliminateDeadCodePass()]
     return passes
 
 

@@ -137,7 +137,8 @@ def import_relax(model, inputs: list[TensorSpec]):
                         dtype_dict={s.name: s.dtype for s in inputs}, keep_params_in_input=False)
     except Exception as e:  # the importer raises many types; any of them means "cannot import"
         raise DlcError(f"TVM's ONNX importer failed: {type(e).__name__}: {_first_line(e)}; "
-                       "run `dlc doctor MODEL.onnx` to see which ops are supported") from e
+                       "run `dlc doctor MODEL.onnx` to see which ops are supported, or `dlc optimize MODEL.onnx` "
+                       "first to fold the constants and shape computations the importer cannot read") from e
     return mod
 
 

@@ -29,3 +29,20 @@ def test_tuning_benchmark_writes_a_well_formed_report(tmp_path):
     assert set(report["p50_ms"]) == {"tvm_untuned", "tvm_tuned", "onnxruntime", "pytorch"}
     assert all(v > 0 for v in report["p50_ms"].values())
     assert report["tuning"]["trials_run"] >= 8 and report["tuning_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_optimize_benchmark_writes_a_well_formed_report(tmp_path):
+    import json
+
+    out = tmp_path / "optimize.json"
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "benchmark_optimize.py"), "--models", "cnn", "--runs", "5",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cnn = json.loads(out.read_text())["models"]["cnn"]
+    assert set(cnn["variants"]) == {"traced", "torch-optimized", "dlc -O2"}
+    traced, optimized = cnn["variants"]["traced"], cnn["variants"]["dlc -O2"]
+    assert optimized["nodes"] < traced["nodes"] and optimized["file_bytes"] < traced["file_bytes"]
+    assert optimized["tvm_p50_ms"] > 0 and optimized["onnxruntime_p50_ms"] > 0
+    assert optimized["tvm_max_abs_diff_vs_onnxruntime"] <= 1e-4
+    assert cnn["O2_effect"]["nodes"] == [traced["nodes"], optimized["nodes"]]

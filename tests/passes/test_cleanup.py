@@ -78,6 +78,14 @@ def test_remove_no_ops_turns_dropout_and_arithmetic_identities_into_identity():
     assert "Dropout" not in ops(out) and "Add" not in ops(out) and "Mul" not in ops(out)
 
 
+def test_remove_no_ops_drops_an_all_zero_bias():
+    model = parse(HEADER + """
+        g (float[2,3,4,4] x) => (float[2,4,4,4] y) { y = Conv(x, w, b) }""", w=weights(4, 3, 1, 1),
+                  b=np.zeros(4, np.float32))
+    out, result = apply(RemoveNoOpsPass(), model)
+    assert result.stats == {"conv-zero-bias": 1} and len(out.graph.node[0].input) == 2
+
+
 def test_remove_no_ops_keeps_dropout_in_training_mode_and_drops_an_unused_mask():
     model = parse(HEADER + """
         g (float[2,3] x) => (float[2,3] y, float[2,3] z) {
