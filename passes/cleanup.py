@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 from onnx_ir.passes import common as ir_passes
@@ -29,6 +30,12 @@ def _removed(model: ir.Model, run) -> dict[str, int]:
     nodes, inits = count_nodes(model), _initializer_count(model)
     run(model)
     return {"nodes_removed": nodes - count_nodes(model), "initializers_removed": inits - _initializer_count(model)}
+
+
+def _counted(model: ir.Model, run, removed: str, stat: str) -> PassResult:
+    """Runs an onnx-ir pass; its one stat, `stat`, is how many nodes or initializers (`removed`) went."""
+    n = _removed(model, run)[removed]
+    return PassResult(model, n > 0, {stat: n})
 
 
 @register
@@ -151,8 +158,7 @@ class RemoveIdentityPass(Pass):
     summary = "remove Identity nodes, rewiring their consumers to the input"
 
     def call(self, model: ir.Model) -> PassResult:
-        stats = _removed(model, ir_passes.IdentityEliminationPass())
-        return PassResult(model, stats["nodes_removed"] > 0, {"identities_removed": stats["nodes_removed"]})
+        return _counted(model, ir_passes.IdentityEliminationPass(), "nodes_removed", "identities_removed")
 
 
 @register
@@ -184,8 +190,7 @@ class EliminateCommonSubexpressionsPass(Pass):
     summary = "merge nodes that compute the same thing twice"
 
     def call(self, model: ir.Model) -> PassResult:
-        stats = _removed(model, ir_passes.CommonSubexpressionEliminationPass())
-        return PassResult(model, stats["nodes_removed"] > 0, {"nodes_merged": stats["nodes_removed"]})
+        return _counted(model, ir_passes.CommonSubexpressionEliminationPass(), "nodes_removed", "nodes_merged")
 
 
 @register
@@ -196,9 +201,18 @@ class DeduplicateInitializersPass(Pass):
     summary = "share one copy of initializers with identical dtype, shape and contents"
 
     def call(self, model: ir.Model) -> PassResult:
-        stats = _removed(model, ir_passes.DeduplicateHashedInitializersPass())
-        return PassResult(model, stats["initializers_removed"] > 0,
-                          {"initializers_merged": stats["initializers_removed"]})
+        _make_contiguous(model)  # onnx-ir hashes the raw buffer; a transposed view cannot be hashed
+        return _counted(model, ir_passes.DeduplicateHashedInitializersPass(), "initializers_removed",
+                        "initializers_merged")
+
+
+def _make_contiguous(model: ir.Model) -> None:
+    for graph in model.graphs():
+        for value in graph.initializers.values():
+            tensor = value.const_value
+            if isinstance(tensor, ir.Tensor) and isinstance(tensor.raw, np.ndarray) \
+                    and not tensor.raw.flags.c_contiguous:
+                value.const_value = ir.tensor(np.ascontiguousarray(tensor.raw), name=value.name)
 
 
 @register

@@ -45,8 +45,13 @@ LEVELS = (0, 1, 2, 3)
 
 
 def cleanup() -> list[Pass]:
-    """-O1: exact simplifications every backend benefits from."""
-    return [InferShapesPass(), FoldConstantsPass(), RemoveNoOpsPass(), RemoveIdentityPass(), EliminateDeadCodePass()]
+    """-O1: exact simplifications every backend benefits from.
+
+    Common subexpressions go early: exporters repeat `x - mean` and the like, and a fusion
+    pattern only matches when both uses read the same value.
+    """
+    return [InferShapesPass(), FoldConstantsPass(), EliminateCommonSubexpressionsPass(), RemoveNoOpsPass(),
+            RemoveIdentityPass(), EliminateDeadCodePass()]
 
 
 def fusion() -> list[Pass]:
@@ -56,7 +61,11 @@ def fusion() -> list[Pass]:
 
 
 def level(n: int) -> list[Pass]:
-    """The passes of optimization level `n` (0 = none, 3 = everything that keeps float32 numerics)."""
+    """The passes of optimization level `n` (0 = none, 3 = everything that keeps float32 numerics).
+
+    -O1 cleans up, -O2 adds the fusions, -O3 the rewrites that rarely fire on exported
+    models (Pad into Conv, Relu/Clip chains).
+    """
     if n not in LEVELS:
         raise UnknownNameError(f"optimization level {n} does not exist; use -O0, -O1, -O2 or -O3")
     if n == 0:
@@ -67,8 +76,7 @@ def level(n: int) -> list[Pass]:
     passes = [*cleanup(), *fusion(), FoldConstantsPass(), RemoveNoOpsPass(), RemoveIdentityPass(),
               DeduplicateInitializersPass(), EliminateDeadCodePass()]
     if n == 3:
-        passes += [FusePadConvPass(), FuseActivationChainsPass(), EliminateCommonSubexpressionsPass(),
-                   EliminateDeadCodePass()]
+        passes += [FusePadConvPass(), FuseActivationChainsPass(), EliminateDeadCodePass()]
     return passes
 
 

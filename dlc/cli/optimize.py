@@ -14,7 +14,7 @@ def optimize(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="ONNX file to write "
                                                 "[default: MODEL with .opt.onnx].")] = None,
     level: Annotated[int, typer.Option("-O", min=0, max=3, help="Optimization level: 0 none, 1 cleanup, "
-                                       "2 cleanup + fusions, 3 also CSE, pad and activation merging.")] = 2,
+                                       "2 cleanup + fusions, 3 also Pad and activation merging.")] = 2,
     passes: Annotated[str | None, typer.Option(help="Comma-separated pass names to run instead of a level, "
                                                "e.g. fold-constants,fuse-conv-bn (see --list).")] = None,
     opset: Annotated[int | None, typer.Option(help="Convert to this opset first (20 lets fuse-gelu emit Gelu).")] = None,
@@ -83,7 +83,7 @@ def _note_unknown_shapes(records) -> None:
 def _pass_table() -> Table:
     from dlc import passes
 
-    table = Table(title="passes (levels: -O1 cleanup, -O2 + fusions, -O3 + CSE and merging)")
+    table = Table(title="passes (levels: -O1 cleanup, -O2 + fusions, -O3 + Pad/activation merging)")
     for column in ("pass", "levels", "what it does"):
         table.add_column(column)
     in_level = {n: [f"O{lv}" for lv in passes.LEVELS if n in {p.name for p in passes.level(lv)}]

@@ -41,3 +41,33 @@ def test_O2_leaves_no_batchnorm_in_the_zoo_cnns(name, tmp_path):
     feed = random_inputs(before.inputs, seed=7, batch=3)
     want, got = before.run(feed)["logits"], after.run(feed)["logits"]
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+class _HandWrittenBlock(torch.nn.Module):
+    """A pre-norm MLP block with layer norm and GELU written out, as many research codebases do."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.scale, self.shift = torch.nn.Parameter(torch.rand(width) + 0.5), torch.nn.Parameter(torch.randn(width))
+        self.up, self.down = torch.nn.Linear(width, 2 * width), torch.nn.Linear(2 * width, width)
+
+    def forward(self, x):
+        mean = x.mean(-1, keepdim=True)
+        var = ((x - mean) ** 2).mean(-1, keepdim=True)
+        h = self.up((x - mean) / torch.sqrt(var + 1e-5) * self.scale + self.shift)
+        h = 0.5 * h * (1 + torch.erf(h / 2 ** 0.5))
+        return x + self.down(h)
+
+
+def test_O2_fuses_a_traced_layernorm_and_gelu(tmp_path):
+    torch.manual_seed(0)
+    module, example = _HandWrittenBlock().eval(), torch.randn(2, 5, 16)
+    raw = tmp_path / "block.onnx"
+    torch.onnx.export(module, (example,), dynamo=True, optimize=False, opset_version=20).save(str(raw))
+
+    report = optimize_file(raw, tmp_path / "block.opt.onnx", OptimizeConfig(level=2))
+
+    ops = {n.op_type for n in onnx.load(report.output).graph.node}
+    assert {"LayerNormalization", "Gelu"} <= ops and not ops & {"Erf", "Sqrt", "ReduceMean"}
+    got = OrtSession(report.output).run({"x": example.numpy()})
+    np.testing.assert_allclose(next(iter(got.values())), module(example).detach().numpy(), atol=1e-5)
