@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from dlc.errors import InputFileError
-from dlc.fileio import atomic_path, check_output, require_file
+from dlc.fileio import atomic_path, check_output
 from dlc.onnxio import io_specs, load_model
-from dlc.runtime.specs import check_inputs, random_inputs
+from dlc.runtime.specs import load_inputs, random_inputs
 
 
 @dataclass(frozen=True)
@@ -111,14 +110,7 @@ def _sample_inputs(proto, config: OptimizeConfig) -> dict[str, np.ndarray]:
     specs = io_specs(proto)[0]
     if config.inputs is None:
         return random_inputs(specs, seed=config.seed, batch=2)
-    path = require_file(config.inputs, "sample inputs", "save them with numpy.savez(path, name=array)")
-    try:
-        with np.load(path) as data:
-            given = {k: data[k] for k in data.files}
-    except (ValueError, OSError) as e:
-        raise InputFileError(f"{path} is not an .npz file of input arrays ({e}); save one with "
-                             f"numpy.savez(path, name=array)") from e
-    return check_inputs(specs, given)
+    return load_inputs(config.inputs, specs)
 
 
 def summarize(proto, path: Path) -> dict[str, Any]:

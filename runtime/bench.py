@@ -19,8 +19,6 @@ from typing import Any, Callable
 import numpy as np
 
 from dlc import __version__
-from dlc.errors import InputMismatchError
-from dlc.fileio import require_file
 from dlc.runtime.child import run_in_child
 from dlc.runtime.specs import aligned
 
@@ -95,7 +93,7 @@ def benchmark(model: str | Path, config: BenchConfig = BenchConfig(),
 def _inputs(model: str | Path, config: BenchConfig) -> dict[str, np.ndarray]:
     from dlc.artifact import Artifact, is_artifact
     from dlc.onnxio import io_specs, load_model
-    from dlc.runtime.specs import check_inputs, random_inputs
+    from dlc.runtime.specs import load_inputs, random_inputs
 
     if is_artifact(model):
         artifact = Artifact.load(model)
@@ -106,14 +104,7 @@ def _inputs(model: str | Path, config: BenchConfig) -> dict[str, np.ndarray]:
         default = random_inputs(specs, seed=config.seed)
     if config.inputs is None:
         return default
-    path = require_file(config.inputs, "inputs file", "pass an .npz holding one array per model input")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            given = {k: z[k] for k in z.files}
-    except (ValueError, OSError) as e:
-        raise InputMismatchError(f"{path} is not an .npz file of arrays ({e}); "
-                                 "write one with numpy.savez(path, input=array)") from e
-    return check_inputs(specs, given)
+    return load_inputs(config.inputs, specs)
 
 
 def _run_isolated(backend: str, model, feed, config: BenchConfig, batch: int) -> BackendResult:

@@ -55,6 +55,20 @@ def check_inputs(specs: list[TensorSpec], inputs: dict[str, np.ndarray]) -> dict
     return {name: np.ascontiguousarray(inputs[name]) for name in by_name}
 
 
+def load_inputs(path, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    """Named arrays from an .npz file, checked against `specs` (every mismatch reported at once)."""
+    from dlc.fileio import require_file
+
+    path = require_file(path, "inputs file", "pass an .npz holding one array per model input")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            given = {k: z[k] for k in z.files}
+    except (ValueError, OSError) as e:
+        raise InputMismatchError(f"{path} is not an .npz file of arrays ({e}); "
+                                 "write one with numpy.savez(path, input=array)") from e
+    return check_inputs(specs, given)
+
+
 def random_inputs(specs: list[TensorSpec], seed: int = 0, batch: int = 1) -> dict[str, np.ndarray]:
     """Reproducible sample inputs; symbolic dimensions become `batch`."""
     rng = np.random.default_rng(seed)
