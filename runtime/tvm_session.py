@@ -34,12 +34,12 @@ class TvmSession:
     @classmethod
     def from_onnx(cls, onnx_path: str | Path, shapes: dict[str, list[int]] | None = None) -> "TvmSession":
         """Compiles an ONNX file for the host CPU in memory (untuned, default pipeline)."""
-        from dlc.compiler.build import build_executable
+        from dlc.compiler.build import build_executable, load_for_tvm
         from dlc.compiler.target import resolve_target
-        from dlc.onnxio import io_specs, load_model
+        from dlc.onnxio import io_specs
         from dlc.runtime.specs import static_specs
 
-        model = load_model(onnx_path)
+        model, _ = load_for_tvm(onnx_path)
         inputs = static_specs(io_specs(model)[0], shapes)
         executable = build_executable(model, inputs, resolve_target("host"))
         return cls(executable, inputs, io_specs(model)[1])

@@ -88,3 +88,25 @@ def lstm_onnx(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("lstm") / "lstm.onnx"
     onnx.save(model, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def unsupported_onnx(tmp_path_factory) -> Path:
+    """Ops TVM cannot take even after dlc's lowering: Det, and an LSTM over a symbolic sequence length."""
+    hidden, features = 4, 3
+    nodes = [
+        helper.make_node("Det", ["m"], ["d"], name="stats/det"),
+        helper.make_node("LSTM", ["x", "W", "R"], ["y"], name="encoder/lstm", hidden_size=hidden),
+    ]
+    inits = [helper.make_tensor("W", TensorProto.FLOAT, [1, 4 * hidden, features], [0.1] * 4 * hidden * features),
+             helper.make_tensor("R", TensorProto.FLOAT, [1, 4 * hidden, hidden], [0.1] * 4 * hidden * hidden)]
+    inputs = [helper.make_tensor_value_info("m", TensorProto.FLOAT, [2, 3, 3]),
+              helper.make_tensor_value_info("x", TensorProto.FLOAT, ["steps", 1, features])]
+    outputs = [helper.make_tensor_value_info("d", TensorProto.FLOAT, [2]),
+               helper.make_tensor_value_info("y", TensorProto.FLOAT, ["steps", 1, 1, hidden])]
+    model = helper.make_model(helper.make_graph(nodes, "gaps", inputs, outputs, inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    path = tmp_path_factory.mktemp("gaps") / "gaps.onnx"
+    onnx.save(model, path)
+    return path

@@ -71,8 +71,7 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
     """
     out, timer = Path(out), _Timer()
     check_output(out, config.force)
-    model = load_model(onnx_path)
-    require_supported(check_coverage(model), "tvm")
+    model, lowered = load_for_tvm(onnx_path)
     target = resolve_target(config.target)
     fcompile = target.fcompile()  # a missing cross linker fails here, before the build
     inputs = static_specs(io_specs(model)[0], config.shapes)
@@ -83,7 +82,7 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
     timer.mark("build")
     with atomic_path(out, directory=True) as tmp:
         _export_library(executable, tmp / LIBRARY, fcompile, target)
-        shutil.copyfile(onnx_path, tmp / ONNX)
+        _write_onnx(model, onnx_path, lowered, tmp / ONNX)
         golden_in = random_inputs(inputs, seed=config.seed)
         golden_out = _onnxruntime_outputs(tmp / ONNX, golden_in)
         save_golden(tmp / GOLDEN, golden_in, golden_out)
@@ -94,6 +93,7 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
         manifest = _manifest(out.name.removesuffix(".dlc"), tmp, target, inputs, _specs_of(golden_out),
                              diff, timer.seconds)
         manifest["tuning"] = tuning
+        manifest["lowered"] = lowered
         write_json(tmp / MANIFEST, manifest)
     return CompileReport(out, target, timer.seconds, diff, (out / LIBRARY).stat().st_size, tuning)
 
@@ -101,12 +101,52 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
 def tune_model(onnx_path: str | Path, config: CompileConfig,
                on_tuning: Callable[[int, int, float | None], None] | None = None) -> dict[str, Any]:
     """Grows the tuning database of `onnx_path` for `config.target` to `config.tune_trials`; no artifact."""
-    model = load_model(onnx_path)
-    require_supported(check_coverage(model), "tvm")
+    model, _ = load_for_tvm(onnx_path)
     target = resolve_target(config.target)
     inputs = static_specs(io_specs(model)[0], config.shapes)
     _, report = _tuned(import_relax(model, inputs), target, sha256_file(onnx_path), inputs, config, on_tuning)
     return report
+
+
+def load_for_tvm(onnx_path: str | Path):
+    """The checked model with the ops dlc lowers for TVM (LSTM, GRU) lowered; and what was lowered.
+
+    The lowering is verified on ONNX Runtime against the original graph like any pass; an
+    op it cannot lower (or any other op TVM lacks) is then named by the coverage check.
+    """
+    model = load_model(onnx_path)
+    report = check_coverage(model)
+    lowered = None
+    if any(op.lowering for op in report.gaps("tvm")):
+        model, lowered = _lower(model)
+        report = check_coverage(model)
+    require_supported(report, "tvm")
+    return model, lowered
+
+
+def _lower(model):
+    import onnx_ir as ir
+
+    from dlc.passes import Verifier, run_passes
+    from dlc.passes.cleanup import EliminateDeadCodePass, FoldConstantsPass
+    from dlc.passes.lowering import LowerRecurrentPass
+
+    ir_model = ir.serde.deserialize_model(model)
+    inputs = random_inputs(io_specs(model)[0], batch=2)
+    passes = [LowerRecurrentPass(), FoldConstantsPass(), EliminateDeadCodePass()]
+    ir_model, records = run_passes(ir_model, passes, Verifier(ir_model, inputs))
+    stats = {"pass": "lower-recurrent", "ops": records[0].stats, "max_abs_diff": records[0].max_abs_diff}
+    return ir.serde.serialize_model(ir_model), stats
+
+
+def _write_onnx(model, source: Path, lowered, path: Path) -> None:
+    """The artifact's ONNX is the graph TVM compiled: the source file itself unless it was lowered."""
+    import onnx
+
+    if lowered:
+        onnx.save(model, str(path))
+    else:
+        shutil.copyfile(source, path)
 
 
 def _tuned(mod, target: TargetSpec, source_sha: str, inputs, config: CompileConfig, on_tuning):

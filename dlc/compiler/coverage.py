@@ -23,6 +23,7 @@ class OpUse:
     version: int  # the op's schema version under the model's opset (0 if unknown)
     nodes: list[str] = field(default_factory=list)
     supported: dict[str, bool] = field(default_factory=dict)
+    lowering: str | None = None  # the dlc pass that rewrites this op into ones TVM has, if TVM lacks it
 
     @property
     def qualified(self) -> str:
@@ -37,12 +38,17 @@ class CoverageReport:
     def gaps(self, backend: str) -> list[OpUse]:
         return [op for op in self.ops if not op.supported[backend]]
 
+    def gaps_after_lowering(self, backend: str) -> list[OpUse]:
+        return [op for op in self.gaps(backend) if backend != "tvm" or op.lowering is None]
+
     def to_dict(self) -> dict:
         return {
             "opsets": self.opsets,
             "ops": [{"op": op.qualified, "version": op.version, "count": len(op.nodes),
-                     "nodes": op.nodes, "supported": op.supported} for op in self.ops],
+                     "nodes": op.nodes, "supported": op.supported, "lowering": op.lowering} for op in self.ops],
             "gaps": {b: [op.qualified for op in self.gaps(b)] for b in CHECKED_BACKENDS},
+            "gaps_after_lowering": {b: [op.qualified for op in self.gaps_after_lowering(b)]
+                                    for b in CHECKED_BACKENDS},
         }
 
 
@@ -57,6 +63,8 @@ def check_coverage(model) -> CoverageReport:
         uses[key].nodes.append(node.name or f"<unnamed {node.op_type}>")
     for op in uses.values():
         op.supported = {"tvm": _tvm_supports(op), "onnxruntime": _ort_supports(op)}
+        if not op.supported["tvm"] and op.domain in _DEFAULT_DOMAINS and op.op_type in _lowered_ops():
+            op.lowering = "lower-recurrent"
     return CoverageReport(opsets, sorted(uses.values(), key=lambda o: (o.domain, o.op_type)))
 
 
@@ -66,8 +74,11 @@ def require_supported(report: CoverageReport, backend: str) -> None:
     if not gaps:
         return
     listed = "; ".join(f"{op.qualified} ({_node_list(op.nodes)})" for op in gaps)
+    lowerable = [op.qualified for op in gaps if op.lowering]
+    hint = (f" dlc lowers {', '.join(lowerable)} only with a static sequence length, no sequence_lens and the "
+            f"default activations: export with a fixed sequence length." if lowerable else "")
     raise UnsupportedOpError(
-        f"{backend} cannot import {len(gaps)} op type(s) of this model: {listed}. "
+        f"{backend} cannot import {len(gaps)} op type(s) of this model: {listed}.{hint} "
         f"Run `dlc doctor MODEL.onnx` for the full table; re-export without these ops "
         f"or replace them before compiling")
 
@@ -102,6 +113,12 @@ def _tvm_supports(op: OpUse) -> bool:
 def _ort_supports(op: OpUse) -> bool:
     ranges = _ort_kernels().get(("" if op.domain == "ai.onnx" else op.domain, op.op_type), [])
     return any(start <= op.version <= end for start, end in ranges) if op.version else bool(ranges)
+
+
+def _lowered_ops() -> tuple[str, ...]:
+    from dlc.passes.lowering import LOWERED_OPS
+
+    return LOWERED_OPS
 
 
 @functools.cache

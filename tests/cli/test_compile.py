@@ -72,12 +72,24 @@ def test_file_that_is_not_onnx(runner, tmp_path):
     assert not (tmp_path / "junk.dlc").exists()
 
 
-def test_unsupported_ops_are_all_named_before_compiling(runner, lstm_onnx, tmp_path):
-    out = tmp_path / "lstm.dlc"
-    result = invoke(runner, "compile", lstm_onnx, "-o", out)
-    assert_one_line_error(result, "LSTM", "encoder/lstm", "dlc doctor")
+def test_unsupported_ops_are_all_named_before_compiling(runner, unsupported_onnx, tmp_path):
+    out = tmp_path / "gaps.dlc"
+    result = invoke(runner, "compile", unsupported_onnx, "-o", out)
+    assert_one_line_error(result, "2 op type(s)", "Det (stats/det)", "LSTM (encoder/lstm)",
+                          "static sequence length", "dlc doctor")
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == []  # no temporary directory left either
+
+
+def test_recurrent_model_compiles_after_lowering(runner, lstm_onnx, tmp_path):
+    out = tmp_path / "lstm.dlc"
+    result = invoke(runner, "compile", lstm_onnx, "-o", out)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["lowered"]["ops"] == {"lstm": 1} and manifest["lowered"]["max_abs_diff"] <= 1e-5
+    x = np.random.default_rng(0).normal(size=(5, 1, 3)).astype(np.float32)
+    want = ort.InferenceSession(str(lstm_onnx)).run(None, {"x": x})[0]
+    np.testing.assert_allclose(open_session("tvm", out).run({"x": x})["out"], want, atol=1e-5)
 
 
 def test_shape_for_an_unknown_input(runner, onnx_model, tmp_path):

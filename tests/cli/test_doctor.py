@@ -20,13 +20,20 @@ def test_exported_cnn_is_fully_supported(runner, onnx_model, tmp_path):
     assert report["gaps"] == {"tvm": [], "onnxruntime": []}
 
 
-def test_every_gap_is_listed_with_node_names(runner, lstm_onnx, tmp_path):
+def test_recurrent_ops_are_supported_after_lowering(runner, lstm_onnx, tmp_path):
     stdout, report = _doctor(runner, lstm_onnx, tmp_path)
-    assert "tvm: 1 unsupported op type(s): LSTM" in stdout
+    assert "tvm: all ops supported (LSTM after lowering by `dlc compile`)" in stdout
     assert "encoder/lstm" in stdout
     lstm = next(o for o in report["ops"] if o["op"] == "LSTM")
-    assert lstm["supported"] == {"tvm": False, "onnxruntime": True}
+    assert lstm["supported"] == {"tvm": False, "onnxruntime": True} and lstm["lowering"] == "lower-recurrent"
     assert lstm["nodes"] == ["encoder/lstm"] and lstm["version"] == 14
+    assert report["gaps_after_lowering"] == {"tvm": [], "onnxruntime": []}
+
+
+def test_every_gap_is_listed_with_node_names(runner, unsupported_onnx, tmp_path):
+    stdout, report = _doctor(runner, unsupported_onnx, tmp_path)
+    assert "tvm: 1 unsupported op type(s): Det" in stdout and "stats/det" in stdout
+    assert report["gaps"]["tvm"] == ["Det", "LSTM"] and report["gaps_after_lowering"]["tvm"] == ["Det"]
 
 
 def test_custom_domain_op_is_a_gap_for_both(tmp_path):
