@@ -1,7 +1,13 @@
-"""Training zoo models on a data set, with early stopping on validation loss."""
+"""Training zoo models: optimizers, schedules, L1/L2, early stopping, one loop for every task.
+
+The loop is the same for every model; what differs per task lives in an objective
+(`dlc.objectives`): cross-entropy and accuracy for classifiers, reconstruction error for
+the autoencoder, the adversarial game for the GAN.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,22 +18,27 @@ import numpy as np
 from dlc import zoo
 from dlc.checkpoint import Checkpoint
 from dlc.data import Splits, load_dataset
-from dlc.errors import UnknownNameError
+from dlc.errors import DlcError, UnknownNameError
 
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adagrad")
+SCHEDULES = ("none", "step", "cosine", "onecycle", "plateau")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = "cnn"
     model_args: dict[str, Any] = field(default_factory=dict)
-    dataset: str = "digits"
-    epochs: int = 30
+    dataset: str | None = None  # None: the model's own (digits for images, sequences for sequence models)
+    epochs: int | None = None  # None: the model's recipe, else 30
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float | None = None  # None: the model's recipe, else 3e-3
     optimizer: str = "adam"
-    weight_decay: float = 1e-4
+    momentum: float = 0.9  # SGD and RMSprop
+    schedule: str | None = None  # None: the model's recipe, else "none"
+    weight_decay: float = 1e-4  # L2
+    l1: float = 0.0  # L1 penalty on weight matrices and kernels, added to the loss
     patience: int = 8  # epochs without a better validation loss before stopping; 0 = never
+    max_steps: int | None = None  # stop after this many optimizer steps (smoke tests, quick looks)
     seed: int = 0
 
 
@@ -35,9 +46,10 @@ class TrainConfig:
 class EpochStats:
     epoch: int
     train_loss: float
-    train_accuracy: float
+    train_accuracy: float | None  # None for tasks without accuracy (reconstruction, GAN)
     val_loss: float
-    val_accuracy: float
+    val_accuracy: float | None
+    lr: float = 0.0
 
 
 @dataclass
@@ -45,100 +57,173 @@ class TrainResult:
     checkpoint: Checkpoint
     history: list[EpochStats]
     best_epoch: int
-    train_accuracy: float
-    val_accuracy: float
-    test_accuracy: float
+    train_accuracy: float | None
+    val_accuracy: float | None
+    test_accuracy: float | None
+    test_loss: float
     seconds: float
     stopped_early: bool
+    task: str = "classify"
 
     def summary(self) -> dict[str, Any]:
         return {
-            "model": self.checkpoint.model, "dataset": self.checkpoint.dataset,
+            "model": self.checkpoint.model, "dataset": self.checkpoint.dataset, "task": self.task,
             "train_accuracy": self.train_accuracy, "val_accuracy": self.val_accuracy,
-            "test_accuracy": self.test_accuracy, "best_epoch": self.best_epoch,
+            "test_accuracy": self.test_accuracy, "test_loss": self.test_loss, "best_epoch": self.best_epoch,
             "epochs_run": len(self.history), "stopped_early": self.stopped_early,
             "seconds": round(self.seconds, 2),
             "history": [e.__dict__ for e in self.history],
         }
 
 
+class TrainingDivergedError(DlcError, ArithmeticError):
+    """The loss became NaN or infinite; `result` holds the last good weights, if an epoch finished."""
+
+    def __init__(self, message: str, result: TrainResult | None):
+        super().__init__(message)
+        self.result = result
+
+
 def train(config: TrainConfig, on_epoch: Callable[[EpochStats], None] | None = None) -> TrainResult:
-    """Trains `config.model` on `config.dataset`; keeps the weights of the best validation epoch."""
+    """Trains `config.model`; keeps the weights of the best validation epoch (the last one for a GAN)."""
     import torch
+
+    from dlc.objectives import make_objective
 
     start = time.perf_counter()
     spec = zoo.get(config.model)
+    config = with_recipe(config, spec)
+    _check_names(config)
     torch.manual_seed(config.seed)
-    data = load_dataset(config.dataset, seed=config.seed)
-    args = zoo.resolve_args(spec, {spec.input_shape_arg: list(data.sample_shape),
-                                   "num_classes": data.num_classes, **config.model_args})
+    data = load_dataset(config.dataset or spec.dataset, seed=config.seed)
+    args = zoo.resolve_args(spec, {**_data_args(spec, data), **config.model_args})
     model = zoo.create(config.model, args)
-    optimizer = _optimizer(config, model.parameters())
-    history, best, best_state = [], None, None
+    objective = make_objective(spec.task, model, config)
+    optimizer = make_optimizer(config, objective.parameters(model))
+    scheduler = _scheduler(config, optimizer, math.ceil(len(data.x_train) / config.batch_size))
+    history, best, best_state, steps = [], None, None, 0
     for epoch in range(1, config.epochs + 1):
-        train_loss, train_acc = _train_epoch(model, optimizer, data, config, epoch)
-        val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
-        stats = EpochStats(epoch, train_loss, train_acc, val_loss, val_acc)
+        try:
+            train_loss, train_acc, steps = _train_epoch(model, objective, optimizer, scheduler, data, config, epoch,
+                                                        steps)
+        except FloatingPointError as e:
+            partial = None if best is None else _finish(config, spec, model, best_state, args, data, history, best,
+                                                        start)
+            raise TrainingDivergedError(f"training {config.model} diverged: {e}; lower --lr or add a schedule"
+                                        f"{' (the last good weights were kept)' if partial else ''}", partial) from e
+        val_loss, val_acc = objective.evaluate(model, data.x_val, data.y_val)
+        stats = EpochStats(epoch, train_loss, train_acc, val_loss, val_acc, optimizer.param_groups[0]["lr"])
         history.append(stats)
         if on_epoch:
             on_epoch(stats)
-        if best is None or val_loss < best.val_loss:
+        _end_of_epoch(scheduler, config, val_loss)
+        if not objective.early_stopping or best is None or val_loss < best.val_loss:
             best, best_state = stats, {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif config.patience and epoch - best.epoch >= config.patience:
             break
+        if config.max_steps and steps >= config.max_steps:
+            break
+    return _finish(config, spec, model, best_state, args, data, history, best, start)
+
+
+def _finish(config, spec, model, best_state, args, data: Splits, history, best, start) -> TrainResult:
+    from dlc.objectives import make_objective
+
     model.load_state_dict(best_state)
-    return _result(config, model, args, data, history, best, time.perf_counter() - start)
-
-
-def _result(config, model, args, data: Splits, history, best, seconds) -> TrainResult:
-    _, train_acc = evaluate(model, data.x_train, data.y_train)
-    _, test_acc = evaluate(model, data.x_test, data.y_test)
+    objective = make_objective(spec.task, model, config)
+    _, train_acc = objective.evaluate(model, data.x_train, data.y_train)
+    test_loss, test_acc = objective.evaluate(model, data.x_test, data.y_test)
     ckpt = Checkpoint(model=config.model, model_args=args, state_dict=model.state_dict(),
-                      input_shape=list(data.sample_shape), dataset=data.name,
-                      preprocess=data.preprocess)
-    result = TrainResult(ckpt, history, best.epoch, train_acc, best.val_accuracy, test_acc,
-                         seconds, stopped_early=len(history) < config.epochs)
+                      input_shape=list(spec.sample_shape(args)), dataset=data.name, preprocess=data.preprocess)
+    result = TrainResult(ckpt, history, best.epoch, train_acc, best.val_accuracy, test_acc, test_loss,
+                         time.perf_counter() - start, stopped_early=len(history) < config.epochs, task=spec.task)
     ckpt.metrics = {k: v for k, v in result.summary().items() if k != "history"}
     return result
 
 
-def _optimizer(config: TrainConfig, params):
+_GENERAL_RECIPE = {"epochs": 30, "lr": 3e-3, "schedule": "none"}
+
+
+def with_recipe(config: TrainConfig, spec: zoo.ModelSpec) -> TrainConfig:
+    """Fills what the user left unset from the model's own recipe, then the general one."""
+    import dataclasses
+
+    filled = {k: spec.recipe.get(k, default) for k, default in _GENERAL_RECIPE.items() if getattr(config, k) is None}
+    return dataclasses.replace(config, **filled)
+
+
+def _data_args(spec: zoo.ModelSpec, data: Splits) -> dict[str, Any]:
+    """The model arguments the data set decides: input (or image) shape, number of classes."""
+    found = {"num_classes": data.num_classes, "input_shape": list(data.sample_shape),
+             "image_shape": list(data.sample_shape)}
+    return {k: v for k, v in found.items() if k in spec.defaults and (k != "num_classes" or spec.task == "classify")}
+
+
+def _check_names(config: TrainConfig) -> None:
+    for kind, value, valid in (("optimizer", config.optimizer, OPTIMIZERS), ("schedule", config.schedule, SCHEDULES)):
+        if value not in valid:
+            raise UnknownNameError(f"unknown {kind} {value!r}; choose one of: {', '.join(valid)}")
+
+
+def make_optimizer(config: TrainConfig, params):
     import torch
 
+    params = [p for p in params if p.requires_grad]
+    decay = config.weight_decay
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=decay)
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
-    raise UnknownNameError(f"unknown optimizer {config.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=decay)
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=config.lr, momentum=config.momentum, weight_decay=decay)
+    return torch.optim.Adagrad(params, lr=config.lr, weight_decay=decay)
 
 
-def _train_epoch(model, optimizer, data: Splits, config: TrainConfig, epoch: int) -> tuple[float, float]:
-    import torch
+def _scheduler(config: TrainConfig, optimizer, steps_per_epoch: int):
+    from torch.optim import lr_scheduler
 
+    if config.schedule == "step":
+        return lr_scheduler.StepLR(optimizer, step_size=max(1, config.epochs // 3), gamma=0.1)
+    if config.schedule == "cosine":
+        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.schedule == "onecycle":
+        cycles_momentum = "betas" in optimizer.defaults or optimizer.defaults.get("momentum", 0) > 0
+        return lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, epochs=config.epochs,
+                                       steps_per_epoch=steps_per_epoch, cycle_momentum=cycles_momentum)
+    if config.schedule == "plateau":
+        return lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, config.patience // 3))
+    return None
+
+
+def _end_of_epoch(scheduler, config: TrainConfig, val_loss: float) -> None:
+    if config.schedule == "plateau":
+        scheduler.step(val_loss)
+    elif config.schedule in ("step", "cosine"):
+        scheduler.step()
+
+
+def _train_epoch(model, objective, optimizer, scheduler, data: Splits, config: TrainConfig, epoch: int,
+                 steps: int) -> tuple[float, float | None, int]:
     model.train()
     # A fresh permutation per epoch, derived from the seed, keeps runs reproducible.
     order = np.random.default_rng(config.seed * 1000 + epoch).permutation(len(data.x_train))
-    total_loss, correct = 0.0, 0
+    total_loss, correct, seen = 0.0, 0, 0
     for i in range(0, len(order), config.batch_size):
         idx = order[i:i + config.batch_size]
-        x, y = torch.from_numpy(data.x_train[idx]), torch.from_numpy(data.y_train[idx])
-        optimizer.zero_grad()
-        logits = model(x)
-        loss = torch.nn.functional.cross_entropy(logits, y)
-        loss.backward()
-        optimizer.step()
-        total_loss += loss.item() * len(idx)
-        correct += (logits.argmax(1) == y).sum().item()
-    return total_loss / len(order), correct / len(order)
+        loss, right = objective.step(model, optimizer, data.x_train[idx], data.y_train[idx])
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"the loss is {loss} at epoch {epoch}, step {steps + 1}")
+        if config.schedule == "onecycle":
+            scheduler.step()
+        total_loss, correct, seen, steps = total_loss + loss * len(idx), correct + (right or 0), seen + len(idx), \
+            steps + 1
+        if config.max_steps and steps >= config.max_steps:
+            break
+    return total_loss / seen, (correct / seen if objective.has_accuracy else None), steps
 
 
 def evaluate(model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Mean cross-entropy loss and accuracy of `model` on (x, y)."""
-    import torch
+    """Mean cross-entropy loss and accuracy of classifier `model` on (x, y)."""
+    from dlc.objectives import Classification
 
-    model.eval()
-    with torch.no_grad():
-        logits = model(torch.from_numpy(x))
-        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y)).item()
-        accuracy = (logits.argmax(1).numpy() == y).mean().item()
-    return loss, accuracy
+    return Classification().evaluate(model, x, y)

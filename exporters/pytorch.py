@@ -91,6 +91,8 @@ def _torch_export(module, example, path: Path, spec: zoo.ModelSpec, config: Expo
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch's own pytree deprecations
+            # nn.LSTM/GRU re-assign their flat weight list while torch.export traces them
+            warnings.filterwarnings("ignore", message="The tensor attributes .*_flat_weights", category=UserWarning)
             program = torch.onnx.export(module, (example,), input_names=list(spec.input_names),
                                         output_names=list(spec.output_names), opset_version=config.opset,
                                         dynamo=True, dynamic_shapes=dynamic_shapes, optimize=config.optimize,

@@ -9,22 +9,32 @@ import typer
 from dlc import zoo
 from dlc.cli._common import console, parse_args
 from dlc.data import DATASETS
-from dlc.training import OPTIMIZERS
+from dlc.training import OPTIMIZERS, SCHEDULES
 
 ModelName = Enum("ModelName", {n: n for n in zoo.names()}, type=str)
 DatasetName = Enum("DatasetName", {n: n for n in DATASETS}, type=str)
 OptimizerName = Enum("OptimizerName", {n: n for n in OPTIMIZERS}, type=str)
+ScheduleName = Enum("ScheduleName", {n: n for n in SCHEDULES}, type=str)
 
 
 def train(
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint to write.")] = Path("model.pt"),
     model: Annotated[ModelName, typer.Option(help="Zoo model to train.")] = "cnn",
-    dataset: Annotated[DatasetName, typer.Option(help="Data set (no download needed).")] = "digits",
-    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs.")] = 30,
+    dataset: Annotated[DatasetName | None, typer.Option(help="Data set (no download needed) [default: the "
+                                                        "model's own: digits, or sequences for lstm/gru/transformer].",
+                                                        show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Maximum epochs [default: the model's recipe, "
+                                                   "else 30].", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Mini-batch size.")] = 64,
-    lr: Annotated[float, typer.Option(min=0.0, help="Learning rate.")] = 3e-3,
+    lr: Annotated[float | None, typer.Option(min=0.0, help="Learning rate [default: the model's recipe, "
+                                                "else 0.003].", show_default=False)] = None,
     optimizer: Annotated[OptimizerName, typer.Option(help="Optimizer.")] = "adam",
+    momentum: Annotated[float, typer.Option(min=0.0, help="Momentum for sgd and rmsprop.")] = 0.9,
+    schedule: Annotated[ScheduleName | None, typer.Option(help="Learning-rate schedule [default: the model's "
+                                                          "recipe, else none].", show_default=False)] = None,
     weight_decay: Annotated[float, typer.Option(min=0.0, help="L2 weight decay.")] = 1e-4,
+    l1: Annotated[float, typer.Option(min=0.0, help="L1 penalty on weights, added to the loss.")] = 0.0,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many optimizer steps.")] = None,
     patience: Annotated[int, typer.Option(min=0, help="Stop after this many epochs without a better "
                                                       "validation loss (0: never).")] = 8,
     seed: Annotated[int, typer.Option(help="Seed for the split, the initial weights and the batch order.")] = 0,
@@ -37,21 +47,38 @@ def train(
 
     from dlc import checkpoint
     from dlc.fileio import check_output, write_json
-    from dlc.training import TrainConfig, train as run_training
+    from dlc.errors import DlcError
+    from dlc.training import TrainConfig, TrainingDivergedError, train as run_training, with_recipe
 
     check_output(output, force)
-    config = TrainConfig(model=model.value, model_args=parse_args(arg), dataset=dataset.value, epochs=epochs,
-                         batch_size=batch_size, lr=lr, optimizer=optimizer.value, weight_decay=weight_decay,
+    config = TrainConfig(model=model.value, model_args=parse_args(arg), dataset=dataset.value if dataset else None,
+                         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer.value, momentum=momentum,
+                         schedule=schedule.value if schedule else None, weight_decay=weight_decay, l1=l1, max_steps=max_steps,
                          patience=patience, seed=seed)
     columns = (TextColumn("training {task.fields[model]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[stats]}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("train", total=epochs, model=config.model, stats="")
-        result = run_training(config, on_epoch=lambda s: progress.update(
-            task, advance=1, stats=f"loss {s.train_loss:.3f}  val acc {s.val_accuracy:.3f}"))
+        total = with_recipe(config, zoo.get(config.model)).epochs
+        task = progress.add_task("train", total=total, model=config.model, stats="")
+        try:
+            result = run_training(config, on_epoch=lambda s: progress.update(task, advance=1, stats=_epoch_line(s)))
+        except TrainingDivergedError as e:
+            if e.result is not None:
+                checkpoint.save(e.result.checkpoint, output)
+                raise DlcError(f"{e}: {output} holds them") from e
+            raise
     checkpoint.save(result.checkpoint, output)
     metrics = write_json(output.with_suffix(".metrics.json"), result.summary())
-    console.print(f"{config.model} on {config.dataset}: train {result.train_accuracy:.2%}, "
-                  f"val {result.val_accuracy:.2%}, test {result.test_accuracy:.2%} "
+    if result.test_accuracy is not None:
+        scores = (f"train {result.train_accuracy:.2%}, val {result.val_accuracy:.2%}, "
+                  f"test {result.test_accuracy:.2%}")
+    else:
+        scores = f"test loss {result.test_loss:.4f}"
+    console.print(f"{config.model} on {result.checkpoint.dataset}: {scores} "
                   f"(best epoch {result.best_epoch} of {len(result.history)}, {result.seconds:.1f} s)")
     console.print(f"checkpoint: {output}   metrics: {metrics}")
+
+
+def _epoch_line(stats) -> str:
+    accuracy = f"  val acc {stats.val_accuracy:.3f}" if stats.val_accuracy is not None else ""
+    return f"loss {stats.train_loss:.3f}  val loss {stats.val_loss:.3f}{accuracy}"

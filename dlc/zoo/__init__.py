@@ -26,6 +26,9 @@ class ModelSpec:
     output_names: tuple[str, ...] = ("logits",)
     tolerance: float = 1e-4  # max abs difference accepted between torch and ONNX Runtime
     tags: tuple[str, ...] = field(default=())
+    task: str = "classify"  # classify (cross-entropy), reconstruct (MSE to the input), generate (GAN)
+    dataset: str = "digits"  # what `dlc train` uses unless told otherwise
+    recipe: dict[str, Any] = field(default_factory=dict)  # TrainConfig defaults for this model (lr, epochs...)
 
     def sample_shape(self, args: dict[str, Any]) -> tuple[int, ...]:
         return tuple(args[self.input_shape_arg])
@@ -101,4 +104,55 @@ register(ModelSpec(
     defaults={"input_shape": [1, 8, 8], "stem": 16, "blocks": [[16, 1], [24, 2], [24, 1], [32, 2]],
               "expand": 4, "num_classes": 10, "dropout": 0.2},
     input_shape_arg="input_shape",
+))
+
+register(ModelSpec(
+    name="lstm",
+    builder="dlc.zoo.sequence:LSTMClassifier",
+    description="LSTM sequence classifier: the last step's output feeds a linear head",
+    defaults={"input_shape": [16, 4], "hidden": 32, "layers": 1, "bidirectional": False, "num_classes": 4,
+              "dropout": 0.0},
+    input_shape_arg="input_shape",
+    dataset="sequences",
+))
+
+register(ModelSpec(
+    name="gru",
+    builder="dlc.zoo.sequence:GRUClassifier",
+    description="GRU sequence classifier (bidirectional by default): last step's output, linear head",
+    defaults={"input_shape": [16, 4], "hidden": 32, "layers": 1, "bidirectional": True, "num_classes": 4,
+              "dropout": 0.0},
+    input_shape_arg="input_shape",
+    dataset="sequences",
+))
+
+register(ModelSpec(
+    name="transformer",
+    builder="dlc.zoo.sequence:TransformerClassifier",
+    description="Transformer encoder classifier: multi-head self-attention, LayerNorm, GELU MLP, mean pool",
+    defaults={"input_shape": [16, 4], "width": 32, "heads": 4, "layers": 2, "num_classes": 4, "dropout": 0.1},
+    input_shape_arg="input_shape",
+    dataset="sequences",
+    recipe={"schedule": "cosine"},  # attention needs the decay to settle; constant lr plateaus near chance
+))
+
+register(ModelSpec(
+    name="autoencoder",
+    builder="dlc.zoo.generative:Autoencoder",
+    description="fully connected autoencoder: image → 8-number code → image, trained on reconstruction",
+    defaults={"input_shape": [1, 8, 8], "hidden": 64, "code": 8},
+    input_shape_arg="input_shape",
+    output_names=("reconstruction",),
+    task="reconstruct",
+))
+
+register(ModelSpec(
+    name="gan",
+    builder="dlc.zoo.generative:GAN",
+    description="GAN on digits: MLP generator (exported) and discriminator trained adversarially",
+    defaults={"latent_shape": [16], "image_shape": [1, 8, 8], "hidden": 64},
+    input_shape_arg="latent_shape",
+    input_names=("latent",),
+    output_names=("image",),
+    task="generate",
 ))
