@@ -27,12 +27,21 @@ class Checkpoint:
     dataset: str | None = None
     preprocess: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    normalize: dict[str, list[float]] | None = None  # per-channel mean/std the module applies to its input
+    training_state: dict[str, Any] | None = None  # epoch and optimizer state, for `dlc train --resume`
 
     def build_module(self):
-        """The zoo module with these weights, in eval mode."""
+        """The zoo module with these weights, in eval mode (wrapped in its input normalization, if any)."""
         module = zoo.create(self.model, self.model_args)
         module.load_state_dict(self.state_dict)
+        if self.normalize:
+            from dlc.zoo.layers import Normalized
+
+            module = Normalized(module, self.normalize["mean"], self.normalize["std"])
         return module.eval()
+
+
+
 
 
 def untrained(model: str, args: dict[str, Any] | None = None, seed: int = 0) -> Checkpoint:

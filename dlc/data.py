@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dlc.errors import UnknownNameError
+from dlc.errors import InvalidModelError, UnknownNameError
 
 DATASETS = {
     "digits": "scikit-learn's handwritten digits: 1,797 8x8 grey images, 10 classes (ships with the package)",
@@ -36,10 +36,21 @@ class Splits:
 
 def load_dataset(name: str, seed: int = 0, val_fraction: float = 0.15,
                  test_fraction: float = 0.15) -> Splits:
-    """Loads data set `name` and splits it, stratified by class, with `seed`."""
-    if name not in DATASETS:
-        raise UnknownNameError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
-    x, y, preprocess = _load_digits() if name == "digits" else _generate_sequences()
+    """Loads data set `name` (a built-in name, or a path: .npz, .csv, image folder) and splits it.
+
+    The split is stratified by class and seeded with `seed`.
+    """
+    from pathlib import Path
+
+    if name in DATASETS:
+        x, y, preprocess = _load_digits() if name == "digits" else _generate_sequences()
+    elif Path(name).exists():
+        from dlc.datafiles import load_arrays
+
+        x, y, preprocess = load_arrays(Path(name))
+    else:
+        raise UnknownNameError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}, or pass a path "
+                               f"to an .npz, a .csv or an image folder")
     return _split(name, x, y, seed, val_fraction, test_fraction, preprocess)
 
 
@@ -67,9 +78,13 @@ def _generate_sequences(count: int = 2000, steps: int = 16, features: int = 4, c
 def _split(name, x, y, seed, val_fraction, test_fraction, preprocess) -> Splits:
     from sklearn.model_selection import train_test_split
 
-    x_rest, x_test, y_rest, y_test = train_test_split(
-        x, y, test_size=test_fraction, random_state=seed, stratify=y)
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=val_fraction / (1 - test_fraction), random_state=seed, stratify=y_rest)
+    try:
+        x_rest, x_test, y_rest, y_test = train_test_split(
+            x, y, test_size=test_fraction, random_state=seed, stratify=y)
+        x_train, x_val, y_train, y_val = train_test_split(
+            x_rest, y_rest, test_size=val_fraction / (1 - test_fraction), random_state=seed, stratify=y_rest)
+    except ValueError as e:  # too few samples of a class for a stratified three-way split
+        raise InvalidModelError(f"data set {name!r} cannot be split into train/val/test by class ({e}); "
+                                f"give every class at least 7 samples") from e
     return Splits(name, x_train, y_train, x_val, y_val, x_test, y_test,
                   int(y.max()) + 1, preprocess)

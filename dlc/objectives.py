@@ -31,11 +31,9 @@ class Classification:
         logits = model(x)
         return torch.nn.functional.cross_entropy(logits, y), int((logits.argmax(1) == y).sum())
 
-    def step(self, model, optimizer, x: np.ndarray, y: np.ndarray) -> tuple[float, int | None]:
-        import torch
-
+    def step(self, model, optimizer, x, y) -> tuple[float, int | None]:
         optimizer.zero_grad()
-        loss, correct = self.loss(model, torch.from_numpy(x), torch.from_numpy(y))
+        loss, correct = self.loss(model, x, y)
         (loss + self.l1 * l1_norm(model) if self.l1 else loss).backward()
         optimizer.step()
         return loss.item(), correct
@@ -71,11 +69,11 @@ class Adversarial:
     def parameters(self, model):
         return model.generator.parameters()
 
-    def step(self, model, optimizer, x: np.ndarray, y: np.ndarray) -> tuple[float, None]:
+    def step(self, model, optimizer, x, y) -> tuple[float, None]:
         import torch
         from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
-        real = torch.from_numpy(x)
+        real = x
         fake = model(torch.randn(len(real), self.latent))
         ones, zeros = torch.ones(len(real), 1), torch.zeros(len(real), 1)
         self.d_optimizer.zero_grad()

@@ -11,11 +11,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dlc import zoo
+from dlc import augment, zoo
 from dlc.checkpoint import Checkpoint
 from dlc.data import Splits, load_dataset
 from dlc.errors import DlcError, UnknownNameError
@@ -40,6 +41,12 @@ class TrainConfig:
     patience: int = 8  # epochs without a better validation loss before stopping; 0 = never
     max_steps: int | None = None  # stop after this many optimizer steps (smoke tests, quick looks)
     seed: int = 0
+    normalize: bool = False  # per-channel standardization from the training split, built into the model
+    augment: tuple[str, ...] = ()  # image augmentations, see dlc.augment
+    init_from: Path | None = None  # transfer learning: start from this checkpoint's weights
+    freeze: tuple[str, ...] = ()  # layer names whose weights stay fixed
+    new_head: bool = False  # re-initialize the last Linear layer before training
+    resume: Path | None = None  # continue a run: this checkpoint's weights, optimizer state and epoch
 
 
 @dataclass
@@ -89,6 +96,7 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochStats], None] | None = N
     import torch
 
     from dlc.objectives import make_objective
+    from dlc.zoo.layers import Normalized
 
     start = time.perf_counter()
     spec = zoo.get(config.model)
@@ -96,22 +104,29 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochStats], None] | None = N
     _check_names(config)
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset or spec.dataset, seed=config.seed)
+    augment.check(config.augment, data.sample_shape)
     args = zoo.resolve_args(spec, {**_data_args(spec, data), **config.model_args})
     model = zoo.create(config.model, args)
+    resumed = _prepare(model, config)
+    normalize = _normalization(config, data)
+    net = Normalized(model, normalize["mean"], normalize["std"]) if normalize else model
     objective = make_objective(spec.task, model, config)
     optimizer = make_optimizer(config, objective.parameters(model))
+    if resumed:
+        optimizer.load_state_dict(resumed["optimizer"])
     scheduler = _scheduler(config, optimizer, math.ceil(len(data.x_train) / config.batch_size))
     history, best, best_state, steps = [], None, None, 0
-    for epoch in range(1, config.epochs + 1):
+    first = resumed["epoch"] + 1 if resumed else 1
+    for epoch in range(first, config.epochs + 1):
         try:
-            train_loss, train_acc, steps = _train_epoch(model, objective, optimizer, scheduler, data, config, epoch,
+            train_loss, train_acc, steps = _train_epoch(net, objective, optimizer, scheduler, data, config, epoch,
                                                         steps)
         except FloatingPointError as e:
             partial = None if best is None else _finish(config, spec, model, best_state, args, data, history, best,
-                                                        start)
+                                                        start, normalize)
             raise TrainingDivergedError(f"training {config.model} diverged: {e}; lower --lr or add a schedule"
                                         f"{' (the last good weights were kept)' if partial else ''}", partial) from e
-        val_loss, val_acc = objective.evaluate(model, data.x_val, data.y_val)
+        val_loss, val_acc = objective.evaluate(net, data.x_val, data.y_val)
         stats = EpochStats(epoch, train_loss, train_acc, val_loss, val_acc, optimizer.param_groups[0]["lr"])
         history.append(stats)
         if on_epoch:
@@ -123,18 +138,59 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochStats], None] | None = N
             break
         if config.max_steps and steps >= config.max_steps:
             break
-    return _finish(config, spec, model, best_state, args, data, history, best, start)
+    if best is None:
+        raise DlcError(f"nothing to train: the run resumed at epoch {first} and --epochs is {config.epochs}; "
+                       f"raise --epochs")
+    result = _finish(config, spec, model, best_state, args, data, history, best, start, normalize)
+    result.checkpoint.training_state = {"epoch": history[-1].epoch, "optimizer": optimizer.state_dict()}
+    return result
 
 
-def _finish(config, spec, model, best_state, args, data: Splits, history, best, start) -> TrainResult:
+def _prepare(model, config: TrainConfig) -> dict | None:
+    """Resume or transfer weights into `model`, reset its head, freeze layers; the resumed state, if any."""
+    from dlc import checkpoint, transfer
+
+    resumed = None
+    if config.resume:
+        source = checkpoint.load(config.resume)
+        transfer.require_same_model(source, config.model, config.resume)
+        model.load_state_dict(source.state_dict)
+        resumed = source.training_state or {"epoch": 0, "optimizer": None}
+        if resumed["optimizer"] is None:
+            raise DlcError(f"checkpoint {config.resume} has no training state to resume (it was not written by "
+                           f"`dlc train`); use --init-from to start from its weights instead")
+    if config.init_from:
+        transfer.start_from(model, config.init_from, config.model)
+    if config.new_head:
+        transfer.reset_head(model)
+    transfer.freeze(model, config.freeze)
+    return resumed
+
+
+def _normalization(config: TrainConfig, data: Splits) -> dict[str, list[float]] | None:
+    from dlc.zoo.layers import channel_statistics
+
+    if not config.normalize:
+        return None
+    if zoo.get(config.model).task == "generate":
+        raise DlcError("--normalize standardizes a model's input; a GAN's input is its latent noise: leave it out")
+    mean, std = channel_statistics(data.x_train)
+    return {"mean": mean, "std": std}
+
+
+def _finish(config, spec, model, best_state, args, data: Splits, history, best, start,
+            normalize=None) -> TrainResult:
     from dlc.objectives import make_objective
+    from dlc.zoo.layers import Normalized
 
     model.load_state_dict(best_state)
+    net = Normalized(model, normalize["mean"], normalize["std"]) if normalize else model
     objective = make_objective(spec.task, model, config)
-    _, train_acc = objective.evaluate(model, data.x_train, data.y_train)
-    test_loss, test_acc = objective.evaluate(model, data.x_test, data.y_test)
+    _, train_acc = objective.evaluate(net, data.x_train, data.y_train)
+    test_loss, test_acc = objective.evaluate(net, data.x_test, data.y_test)
     ckpt = Checkpoint(model=config.model, model_args=args, state_dict=model.state_dict(),
-                      input_shape=list(spec.sample_shape(args)), dataset=data.name, preprocess=data.preprocess)
+                      input_shape=list(spec.sample_shape(args)), dataset=data.name, preprocess=data.preprocess,
+                      normalize=normalize)
     result = TrainResult(ckpt, history, best.epoch, train_acc, best.val_accuracy, test_acc, test_loss,
                          time.perf_counter() - start, stopped_early=len(history) < config.epochs, task=spec.task)
     ckpt.metrics = {k: v for k, v in result.summary().items() if k != "history"}
@@ -204,13 +260,22 @@ def _end_of_epoch(scheduler, config: TrainConfig, val_loss: float) -> None:
 
 def _train_epoch(model, objective, optimizer, scheduler, data: Splits, config: TrainConfig, epoch: int,
                  steps: int) -> tuple[float, float | None, int]:
+    import torch
+
+    from dlc.transfer import keep_frozen_in_eval
+
     model.train()
+    keep_frozen_in_eval(getattr(model, "inner", model), config.freeze)
     # A fresh permutation per epoch, derived from the seed, keeps runs reproducible.
     order = np.random.default_rng(config.seed * 1000 + epoch).permutation(len(data.x_train))
+    generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
     total_loss, correct, seen = 0.0, 0, 0
     for i in range(0, len(order), config.batch_size):
         idx = order[i:i + config.batch_size]
-        loss, right = objective.step(model, optimizer, data.x_train[idx], data.y_train[idx])
+        x = torch.from_numpy(data.x_train[idx])
+        if config.augment:
+            x = augment.augment(x, config.augment, generator)
+        loss, right = objective.step(model, optimizer, x, torch.from_numpy(data.y_train[idx]))
         if not math.isfinite(loss):
             raise FloatingPointError(f"the loss is {loss} at epoch {epoch}, step {steps + 1}")
         if config.schedule == "onecycle":

@@ -55,10 +55,12 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from dlc.cli import bench, compile, deploy, device, doctor, export, inspect, optimize, quickstart, targets, train, tune
+    from dlc.cli import (bench, compile, deploy, device, doctor, explain, export, inspect, optimize, quickstart, targets,
+                         train, tune)
 
     app.command("quickstart")(quickstart.quickstart)
     app.command("train")(train.train)
+    app.command("explain")(explain.explain)
     app.command("export")(export.export)
     app.command("optimize")(optimize.optimize)
     app.command("inspect")(inspect.inspect)

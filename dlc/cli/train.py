@@ -38,6 +38,19 @@ def train(
     patience: Annotated[int, typer.Option(min=0, help="Stop after this many epochs without a better "
                                                       "validation loss (0: never).")] = 8,
     seed: Annotated[int, typer.Option(help="Seed for the split, the initial weights and the batch order.")] = 0,
+    data: Annotated[Path | None, typer.Option(help="Train on a file instead: .npz (x, y), .csv (label last) or "
+                                                   "an image folder (one subfolder per class).")] = None,
+    normalize: Annotated[bool, typer.Option(help="Standardize inputs per channel (statistics of the training "
+                                                 "split, built into the model and its export).")] = False,
+    augment: Annotated[str | None, typer.Option(help="Image augmentations, comma-separated: shift, rotate, "
+                                                     "flip.")] = None,
+    init_from: Annotated[Path | None, typer.Option(help="Transfer learning: start from this checkpoint's "
+                                                        "weights (same model).")] = None,
+    freeze: Annotated[str | None, typer.Option(help="Comma-separated layer names to keep fixed, e.g. "
+                                                    "features.")] = None,
+    new_head: Annotated[bool, typer.Option(help="Re-initialize the last Linear layer before training.")] = False,
+    resume: Annotated[Path | None, typer.Option(help="Continue a run from this checkpoint (weights, optimizer "
+                                                     "state, epoch) up to --epochs.")] = None,
     arg: Annotated[list[str] | None, typer.Option(help="Model argument KEY=VALUE, repeatable "
                                                        "(e.g. --arg width=32).")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing checkpoint.")] = False,
@@ -46,15 +59,21 @@ def train(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from dlc import checkpoint
-    from dlc.fileio import check_output, write_json
     from dlc.errors import DlcError
+    from dlc.fileio import check_output, write_json
+    from dlc.plots import save_training_curves
     from dlc.training import TrainConfig, TrainingDivergedError, train as run_training, with_recipe
 
     check_output(output, force)
-    config = TrainConfig(model=model.value, model_args=parse_args(arg), dataset=dataset.value if dataset else None,
+    if data and dataset:
+        raise DlcError("pass either --dataset or --data, not both")
+    config = TrainConfig(model=model.value, model_args=parse_args(arg),
+                         dataset=str(data) if data else dataset.value if dataset else None,
                          epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer.value, momentum=momentum,
-                         schedule=schedule.value if schedule else None, weight_decay=weight_decay, l1=l1, max_steps=max_steps,
-                         patience=patience, seed=seed)
+                         schedule=schedule.value if schedule else None, weight_decay=weight_decay, l1=l1,
+                         max_steps=max_steps, patience=patience, seed=seed, normalize=normalize,
+                         augment=_names(augment), init_from=init_from, freeze=_names(freeze), new_head=new_head,
+                         resume=resume)
     columns = (TextColumn("training {task.fields[model]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[stats]}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -69,6 +88,7 @@ def train(
             raise
     checkpoint.save(result.checkpoint, output)
     metrics = write_json(output.with_suffix(".metrics.json"), result.summary())
+    curves = save_training_curves(result.history, output.with_suffix(".curves.png"), config.model)
     if result.test_accuracy is not None:
         scores = (f"train {result.train_accuracy:.2%}, val {result.val_accuracy:.2%}, "
                   f"test {result.test_accuracy:.2%}")
@@ -76,7 +96,11 @@ def train(
         scores = f"test loss {result.test_loss:.4f}"
     console.print(f"{config.model} on {result.checkpoint.dataset}: {scores} "
                   f"(best epoch {result.best_epoch} of {len(result.history)}, {result.seconds:.1f} s)")
-    console.print(f"checkpoint: {output}   metrics: {metrics}")
+    console.print(f"checkpoint: {output}   metrics: {metrics}   curves: {curves}")
+
+
+def _names(value: str | None) -> tuple[str, ...]:
+    return tuple(n.strip() for n in value.split(",") if n.strip()) if value else ()
 
 
 def _epoch_line(stats) -> str:

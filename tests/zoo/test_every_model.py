@@ -7,7 +7,7 @@ import pytest
 
 from dlc import zoo
 from dlc.compiler.build import CompileConfig, compile_model
-from dlc.exporters.pytorch import ExportConfig, export_checkpoint
+from dlc.exporters.pytorch import export_checkpoint
 from dlc.runtime.session import OrtSession, open_session
 from dlc.runtime.specs import random_inputs
 from dlc.training import TrainConfig, train
