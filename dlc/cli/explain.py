@@ -40,8 +40,6 @@ def explain(
 
 
 def _images(ckpt, index: str, inputs: Path | None):
-    import numpy as np
-
     from dlc.data import load_dataset
     from dlc.errors import DlcError
     from dlc.runtime.specs import TensorSpec, load_inputs
