@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -5,6 +6,14 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _report(script: str, out: Path, *args: str, timeout: int = 600) -> tuple[dict, str]:
+    """Runs examples/SCRIPT --out OUT ARGS; returns the JSON it wrote and its stdout."""
+    proc = subprocess.run([sys.executable, str(EXAMPLES / script), *args, "--out", str(out)], capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc.stdout
 
 
 @pytest.mark.slow
@@ -19,13 +28,8 @@ def test_pipeline_example(tmp_path):
 
 @pytest.mark.slow
 def test_tuning_benchmark_writes_a_well_formed_report(tmp_path):
-    import json
-
-    out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, str(EXAMPLES / "benchmark_tuning.py"), "--model", "mlp", "--trials", "8",
-                           "--runs", "20", "--out", str(out)], capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(out.read_text())
+    report, _ = _report("benchmark_tuning.py", tmp_path / "bench.json", "--model", "mlp", "--trials", "8", "--runs",
+                        "20", timeout=900)
     assert set(report["p50_ms"]) == {"tvm_untuned", "tvm_tuned", "onnxruntime", "pytorch"}
     assert all(v > 0 for v in report["p50_ms"].values())
     assert report["tuning"]["trials_run"] >= 8 and report["tuning_seconds"] > 0
@@ -33,16 +37,22 @@ def test_tuning_benchmark_writes_a_well_formed_report(tmp_path):
 
 @pytest.mark.slow
 def test_optimize_benchmark_writes_a_well_formed_report(tmp_path):
-    import json
-
-    out = tmp_path / "optimize.json"
-    proc = subprocess.run([sys.executable, str(EXAMPLES / "benchmark_optimize.py"), "--models", "cnn", "--runs", "5",
-                           "--out", str(out)], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    cnn = json.loads(out.read_text())["models"]["cnn"]
+    report, _ = _report("benchmark_optimize.py", tmp_path / "optimize.json", "--models", "cnn", "--runs", "5")
+    cnn = report["models"]["cnn"]
     assert set(cnn["variants"]) == {"traced", "torch-optimized", "dlc -O2"}
     traced, optimized = cnn["variants"]["traced"], cnn["variants"]["dlc -O2"]
     assert optimized["nodes"] < traced["nodes"] and optimized["file_bytes"] < traced["file_bytes"]
     assert optimized["tvm_p50_ms"] > 0 and optimized["onnxruntime_p50_ms"] > 0
     assert optimized["tvm_max_abs_diff_vs_onnxruntime"] <= 1e-4
     assert cnn["O2_effect"]["nodes"] == [traced["nodes"], optimized["nodes"]]
+
+
+@pytest.mark.slow
+def test_zoo_table_writes_a_row_per_model(tmp_path):
+    report, stdout = _report("zoo_table.py", tmp_path / "zoo.json", "--models", "cnn,gru", "--max-steps", "3",
+                             "--runs", "5")
+    rows = report["models"]
+    assert set(rows) == {"cnn", "gru"} and "| gru |" in stdout
+    assert rows["gru"]["lowered"]["ops"] == {"gru": 1} and rows["cnn"]["lowered"] is None
+    assert all(r["parameters"] > 0 and r["flops"] > 0 and r["p50_ms"]["tvm"] > 0 for r in rows.values())
+    assert all(r["tvm_max_abs_diff"] <= 1e-4 for r in rows.values())
