@@ -67,7 +67,8 @@ def export_checkpoint(ckpt: Checkpoint, out: str | Path, config: ExportConfig = 
         raise DlcError(f"opset {config.opset} is too old for torch's exporter; use --opset {MIN_OPSET} or newer")
     spec = zoo.get(ckpt.model)
     module = ckpt.build_module()
-    example = torch.zeros((config.batch, *ckpt.input_shape))
+    # torch.export specializes a dimension whose example size is 1, so a dynamic batch is traced at 2
+    example = torch.zeros((max(config.batch, 2) if config.dynamic_batch else config.batch, *ckpt.input_shape))
     tolerance = config.tolerance if config.tolerance is not None else spec.tolerance
     with atomic_path(out) as tmp:
         _torch_export(module, example, tmp, spec, config)
@@ -75,6 +76,9 @@ def export_checkpoint(ckpt: Checkpoint, out: str | Path, config: ExportConfig = 
         from dlc.onnxio import io_specs, load_model
 
         inputs, outputs = io_specs(load_model(tmp))
+        if config.dynamic_batch and all(isinstance(s.shape[0], int) for s in inputs):
+            raise DlcError(f"torch.export fixed the batch dimension of {spec.name!r} at {inputs[0].shape[0]}; "
+                           f"export without --dynamic-batch (and pick the batch with --batch)")
         batches = [config.batch] if not config.dynamic_batch else [1, 3]
         diff = _validate(module, tmp, inputs, batches, tolerance, config.seed)
     return ExportReport(out, ckpt.model, config.opset, inputs, outputs, diff, tolerance, batches,

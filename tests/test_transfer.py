@@ -84,3 +84,12 @@ def test_explain_writes_maps_whose_integrated_gradients_add_up(runner, trained_c
         assert r["completeness_error"] < 0.02 * max(1.0, abs(r["integrated_gradients_sum"]))
     assert_one_line_error(invoke(runner, "explain", trained_checkpoint, "--index", "99999", "-o", tmp_path / "x.png"),
                           "--index")
+
+
+def test_explain_refuses_models_that_are_not_image_classifiers(runner, tmp_path):
+    for model in ("autoencoder", "lstm"):
+        ckpt = tmp_path / f"{model}.pt"
+        assert invoke(runner, "train", "--model", model, "--max-steps", "1", "--epochs", "1", "-o", ckpt).exit_code == 0
+        result = invoke(runner, "explain", ckpt, "-o", tmp_path / "x.png")
+        assert_one_line_error(result, "dlc explain")
+        assert not (tmp_path / "x.png").exists()

@@ -21,7 +21,8 @@ def explain(
     force: Annotated[bool, typer.Option(help="Overwrite an existing output.")] = False,
 ):
     """Write gradient saliency and integrated-gradients maps of an image model as PNG (and JSON)."""
-    from dlc import checkpoint
+    from dlc import checkpoint, zoo
+    from dlc.errors import DlcError
     from dlc.explain import attribute
     from dlc.fileio import check_output, write_json
     from dlc.plots import save_attributions
@@ -29,6 +30,9 @@ def explain(
     output = output or checkpoint_path.with_suffix(".explain.png")
     check_output(output, force)
     ckpt = checkpoint.load(checkpoint_path)
+    if zoo.get(ckpt.model).task != "classify":
+        raise DlcError(f"dlc explain attributes a classifier's decision; {ckpt.model!r} is a "
+                       f"{zoo.get(ckpt.model).task} model: pass a checkpoint of an image classifier")
     images, labels, indices = _images(ckpt, index, inputs)
     results = attribute(ckpt.build_module(), images, labels, indices, target, steps)
     save_attributions(results, output)

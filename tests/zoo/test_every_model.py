@@ -1,4 +1,4 @@
-"""Every zoo model: a few training steps → ONNX export → TVM compile for the host → equal to ONNX Runtime."""
+"""Every zoo model: a few training steps → ONNX export (dynamic batch) → TVM compile → equal to ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from dlc import zoo
 from dlc.compiler.build import CompileConfig, compile_model
-from dlc.exporters.pytorch import export_checkpoint
+from dlc.exporters.pytorch import ExportConfig, export_checkpoint
 from dlc.runtime.session import OrtSession, open_session
 from dlc.runtime.specs import random_inputs
 from dlc.training import TrainConfig, train
@@ -17,7 +17,7 @@ from dlc.training import TrainConfig, train
 @pytest.mark.parametrize("name", zoo.names())
 def test_train_export_compile_matches_onnxruntime(name, tmp_path):
     result = train(TrainConfig(model=name, epochs=1, max_steps=3))
-    onnx_path = export_checkpoint(result.checkpoint, tmp_path / f"{name}.onnx").path
+    onnx_path = export_checkpoint(result.checkpoint, tmp_path / f"{name}.onnx", ExportConfig(dynamic_batch=True)).path
     report = compile_model(onnx_path, tmp_path / f"{name}.dlc", CompileConfig(tuning_db=tmp_path / "no-tuning"))
     assert report.max_abs_diff is not None and report.max_abs_diff <= zoo.get(name).tolerance
 
