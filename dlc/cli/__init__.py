@@ -55,8 +55,8 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from dlc.cli import (bench, compile, deploy, device, doctor, explain, export, inspect, optimize, quickstart, targets,
-                         train, tune)
+    from dlc.cli import (bench, compile, deploy, device, doctor, explain, export, inspect, optimize, quickstart, serve,
+                         targets, train, tune)
 
     app.command("quickstart")(quickstart.quickstart)
     app.command("train")(train.train)
@@ -70,6 +70,7 @@ def _register() -> None:
     app.command("doctor")(doctor.doctor)
     app.command("targets")(targets.targets)
     app.command("deploy")(deploy.deploy)
+    app.command("serve")(serve.serve)
     app.add_typer(device.app, name="device")
 
 

@@ -1,0 +1,215 @@
+"""The KServe v2 HTTP server: a Starlette app over a model repository.
+
+Routes (the Open Inference Protocol's HTTP/REST side):
+
+    GET  /v2                                   server metadata
+    GET  /v2/health/live, /v2/health/ready     liveness; readiness (every model loaded or failed)
+    GET  /v2/models/{name}[/versions/{v}]      model metadata (a model that failed to load: 503 + reason)
+    GET  /v2/models/{name}[/versions/{v}]/ready
+    POST /v2/models/{name}[/versions/{v}]/infer
+    GET  /metrics                              Prometheus text format
+
+A model runs on its own single worker thread (sessions are not re-entrant), so the event
+loop stays free while it computes. Requests beyond a model's queue bound get 503 with
+Retry-After instead of waiting without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from dlc import __version__
+from dlc.runtime.serving.protocol import ProtocolError, decode_inputs, encode_outputs, tensor_metadata
+from dlc.runtime.serving.repository import ModelVersion, Repository
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    max_queue: int = 64  # requests waiting or running per model before 503
+    max_body_bytes: int = 16 << 20
+    token: str | None = None  # bearer token every request but the health probes must carry
+
+
+class _Metrics:
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("dlc_requests", "Inference requests by model and HTTP status",
+                                ["model", "status"], registry=self.registry)
+        buckets = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+        self.latency = Histogram("dlc_request_seconds", "Inference latency by stage (queue, compute, total)",
+                                 ["model", "stage"], buckets=buckets, registry=self.registry)
+
+
+class _ModelRunner:
+    """One model version's worker thread and queue bound."""
+
+    def __init__(self, model: ModelVersion, max_queue: int):
+        self.model, self.max_queue, self.pending = model, max_queue, 0
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dlc-{model.name}")
+
+    async def run(self, inputs, metrics: _Metrics):
+        if self.pending >= self.max_queue:
+            raise ProtocolError(503, f"model {self.model.name!r} has {self.pending} requests queued (limit "
+                                     f"{self.max_queue}); retry shortly")
+        self.pending += 1
+        queued = time.perf_counter()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, self._timed, inputs, queued,
+                                                                    metrics)
+        finally:
+            self.pending -= 1
+
+    def _timed(self, inputs, queued: float, metrics: _Metrics):
+        start = time.perf_counter()
+        metrics.latency.labels(self.model.name, "queue").observe(start - queued)
+        outputs = self.model.session.run(inputs)
+        metrics.latency.labels(self.model.name, "compute").observe(time.perf_counter() - start)
+        return outputs
+
+
+def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
+    """The ASGI app serving `repo` (its models already loaded, or failed with a reason)."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    metrics = _Metrics()
+    runners = {(m.name, m.version): _ModelRunner(m, config.max_queue)
+               for versions in repo.models.values() for m in versions.values() if m.ready}
+
+    def error(status: int, message: str, **headers) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers or None)
+
+    def lookup(request) -> ModelVersion:
+        name, version = request.path_params["name"], request.path_params.get("version")
+        model = repo.find(name, version)
+        if model is None:
+            known = ", ".join(f"{n} (versions {', '.join(v)})" for n, v in repo.models.items())
+            what = f"model {name!r}" + (f" version {version!r}" if version else "")
+            raise ProtocolError(404, f"{what} is not in this repository; it serves: {known}")
+        return model
+
+    async def server_metadata(request):
+        return JSONResponse({"name": "dlc", "version": __version__, "extensions": []})
+
+    async def live(request):
+        return Response(status_code=200)
+
+    async def ready(request):
+        return Response(status_code=200)  # models are loaded (or failed) before the server listens
+
+    async def model_metadata(request):
+        model = lookup(request)
+        if not model.ready:
+            raise ProtocolError(503, f"model {model.name!r} version {model.version} failed to load: {model.error}")
+        session = model.session
+        return JSONResponse({"name": model.name, "versions": sorted(repo.models[model.name]),
+                             "platform": model.platform, "inputs": [tensor_metadata(s) for s in session.inputs],
+                             "outputs": [tensor_metadata(s) for s in session.outputs]})
+
+    async def model_ready(request):
+        model = lookup(request)
+        return Response(status_code=200) if model.ready else \
+            error(503, f"model {model.name!r} version {model.version} failed to load: {model.error}")
+
+    async def infer(request):
+        model = lookup(request)
+        start = time.perf_counter()
+        status = 500
+        try:
+            if not model.ready:
+                raise ProtocolError(503, f"model {model.name!r} version {model.version} failed to load: "
+                                         f"{model.error}")
+            body = await _json_body(request, config.max_body_bytes)
+            inputs = decode_inputs(body, model.session.inputs)
+            outputs = await runners[(model.name, model.version)].run(inputs, metrics)
+            answer = {"model_name": model.name, "model_version": model.version,
+                      "outputs": encode_outputs(outputs, body.get("outputs"))}
+            if "id" in body:
+                answer["id"] = body["id"]
+            status = 200
+            return JSONResponse(answer)
+        except ProtocolError as e:
+            status = e.status
+            raise
+        finally:
+            metrics.requests.labels(model.name, str(status)).inc()
+            metrics.latency.labels(model.name, "total").observe(time.perf_counter() - start)
+
+    async def prometheus(request):
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def protocol_error(request, exc: ProtocolError):
+        headers = {"Retry-After": "1"} if exc.status == 503 and "retry" in str(exc) else {}
+        return error(exc.status, str(exc), **headers)
+
+    async def not_found(request, exc):
+        return error(getattr(exc, "status_code", 404), f"no route {request.method} {request.url.path}")
+
+    model = "/v2/models/{name}"
+    versioned = "/v2/models/{name}/versions/{version}"
+    routes = [Route("/v2", server_metadata), Route("/v2/health/live", live), Route("/v2/health/ready", ready),
+              Route("/metrics", prometheus)]
+    for prefix in (model, versioned):
+        routes += [Route(prefix, model_metadata), Route(prefix + "/ready", model_ready),
+                   Route(prefix + "/infer", infer, methods=["POST"])]
+    app = Starlette(routes=routes, exception_handlers={ProtocolError: protocol_error, 404: not_found,
+                                                       405: not_found})
+    if config.token:
+        app.add_middleware(_BearerToken, token=config.token)
+    app.state.runners = runners
+    return app
+
+
+async def _json_body(request, limit: int) -> dict:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ProtocolError(413, f"the request body has {declared} bytes; the limit is {limit} (--max-body-mb)")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise ProtocolError(413, f"the request body is over the {limit}-byte limit (--max-body-mb)")
+    if request.headers.get("inference-header-content-length"):
+        raise ProtocolError(400, "the binary tensor extension is not supported yet; send JSON tensors "
+                                 "(tritonclient: binary_data=False)")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ProtocolError(400, f"the request body is not valid JSON ({e})") from e
+    if not isinstance(body, dict):
+        raise ProtocolError(400, "the request body must be a JSON object")
+    return body
+
+
+class _BearerToken:
+    """Rejects requests without `Authorization: Bearer TOKEN` (compared in constant time).
+
+    The health probes stay open: orchestrators' liveness checks carry no credentials, and
+    they reveal nothing about the models.
+    """
+
+    def __init__(self, app, token: str):
+        self.app, self.token = app, token
+
+    async def __call__(self, scope, receive, send):
+        import hmac
+
+        from starlette.responses import JSONResponse
+
+        if scope["type"] == "http" and not scope["path"].startswith("/v2/health/"):
+            headers = dict(scope["headers"])
+            given = headers.get(b"authorization", b"").decode("latin-1")
+            if not hmac.compare_digest(given, f"Bearer {self.token}"):
+                response = JSONResponse({"error": "missing or wrong bearer token (Authorization: Bearer TOKEN)"},
+                                        status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                return await response(scope, receive, send)
+        return await self.app(scope, receive, send)

@@ -1,0 +1,180 @@
+"""`dlc serve` driven with the real tritonclient over loopback: protocol, versions, bad input, load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
+from dlc.runtime.session import open_session
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(target, *args, env=None):
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "dlc", "serve", str(target), "--port", str(port), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"dlc serve exited: {proc.stdout.read()}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=1)
+            return proc, f"127.0.0.1:{port}"
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("dlc serve did not come up in 120 s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, artifact, onnx_model):
+    """A repository: cnn v1 (TVM artifact), cnn v2 (ONNX, dynamic batch), and a corrupt model."""
+    repo = tmp_path_factory.mktemp("repo")
+    shutil.copytree(artifact, repo / "cnn" / "1" / "model.dlc")
+    (repo / "cnn" / "2").mkdir()
+    shutil.copyfile(onnx_model, repo / "cnn" / "2" / "model.onnx")
+    (repo / "broken" / "1").mkdir(parents=True)
+    (repo / "broken" / "1" / "model.onnx").write_bytes(b"this is not onnx")
+    proc, url = _start(repo, "--max-body-mb", "0.05", "--max-queue", "256")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _request(url: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(f"http://{url}{path}", data=body, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            raw = r.read()
+            return r.status, json.loads(raw) if raw else {}
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def _infer(client, x, model="cnn", version=""):
+    tensor = triton.InferInput("input", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x, binary_data=False)
+    result = client.infer(model, [tensor], model_version=version,
+                          outputs=[triton.InferRequestedOutput("logits", binary_data=False)])
+    return result.as_numpy("logits")
+
+
+def test_health_metadata_and_results_equal_running_the_model_directly(server, artifact, onnx_model):
+    client = triton.InferenceServerClient(server)
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("cnn")
+    meta = client.get_model_metadata("cnn")
+    assert meta["versions"] == ["1", "2"] and meta["platform"] == "onnxruntime"  # the newest version
+    assert client.get_model_metadata("cnn", "1")["inputs"] == [{"name": "input", "datatype": "FP32",
+                                                                "shape": [1, 1, 8, 8]}]
+    x = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
+    want_tvm = open_session("tvm", artifact).run({"input": x})["logits"]
+    np.testing.assert_array_equal(_infer(client, x, version="1"), want_tvm)
+    batch = np.random.default_rng(1).random((3, 1, 8, 8), dtype=np.float32)
+    want_ort = open_session("onnxruntime", onnx_model).run({"input": batch})["logits"]
+    np.testing.assert_allclose(_infer(client, batch, version="2"), want_ort, rtol=1e-6)
+
+
+def test_a_corrupt_model_reports_why_while_the_others_serve(server):
+    client = triton.InferenceServerClient(server)
+    assert not client.is_model_ready("broken")
+    status, body = _request(server, "/v2/models/broken")
+    assert status == 503 and "failed to load" in body["error"] and "not an ONNX model" in body["error"]
+    assert _infer(client, np.zeros((1, 1, 8, 8), np.float32)).shape == (1, 10)
+
+
+def _good(server) -> None:
+    body = {"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.5] * 64}]}
+    status, answer = _request(server, "/v2/models/cnn/versions/1/infer", json.dumps(body).encode())
+    assert status == 200 and answer["outputs"][0]["shape"] == [1, 10]
+
+
+BAD = {
+    "wrong shape": ({"inputs": [{"name": "input", "shape": [1, 8, 8], "datatype": "FP32", "data": [0] * 64}]},
+                    400, "has shape [1, 8, 8]"),
+    "wrong dtype": ({"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "INT64", "data": [0] * 64}]},
+                    400, "is INT64"),
+    "missing input": ({"inputs": []}, 400, "missing input 'input'"),
+    "extra input": ({"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0] * 64},
+                                {"name": "mask", "shape": [1], "datatype": "FP32", "data": [1]}]},
+                    400, "unexpected input 'mask'"),
+    "too few values": ({"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0] * 9}]},
+                       400, "9 values"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_requests_get_the_protocol_error_and_the_server_keeps_serving(server, case):
+    body, status, fragment = BAD[case]
+    got, answer = _request(server, "/v2/models/cnn/versions/1/infer", json.dumps(body).encode())
+    assert got == status and fragment in answer["error"], answer
+    _good(server)
+
+
+@pytest.mark.parametrize("path, body, status, fragment", [
+    ("/v2/models/nope/infer", b"{}", 404, "model 'nope' is not in this repository"),
+    ("/v2/models/cnn/versions/7/infer", b"{}", 404, "version '7'"),
+    ("/v2/models/cnn/versions/1/infer", b"{not json", 400, "not valid JSON"),
+    ("/v2/models/cnn/versions/1/infer", b"[" + b"0," * 40000 + b"0]", 413, "limit"),
+    ("/v2/models/..%2F..%2Fetc%2Fpasswd/ready", None, 404, "passwd"),  # never a path on disk
+])
+def test_unknown_models_malformed_and_oversize_bodies(server, path, body, status, fragment):
+    got, answer = _request(server, path, body)
+    assert got == status and fragment in answer["error"], answer
+    _good(server)
+
+
+def test_load_of_8_clients_by_200_requests_is_all_correct(server, artifact):
+    x = np.random.default_rng(2).random((1, 1, 8, 8), dtype=np.float32)
+    want = open_session("tvm", artifact).run({"input": x})["logits"]
+
+    def client_run(_):
+        client = triton.InferenceServerClient(server)
+        return [np.array_equal(_infer(client, x, version="1"), want) for _ in range(200)]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = [ok for batch in pool.map(client_run, range(8)) for ok in batch]
+    assert len(results) == 1600 and all(results)
+    assert triton.InferenceServerClient(server).is_server_ready()
+    metrics = urllib.request.urlopen(f"http://{server}/metrics", timeout=10).read().decode()
+    assert 'dlc_requests_total{model="cnn",status="200"}' in metrics
+    assert 'dlc_request_seconds_bucket{le="0.001",model="cnn",stage="compute"}' in metrics
+
+
+def test_bearer_token_from_the_environment(onnx_model):
+    import os
+
+    proc, url = _start(onnx_model, env={**os.environ, "DLC_SERVE_TOKEN": "s3cret"})
+    try:
+        status, body = _request(url, "/v2/models/cnn/ready")
+        assert status == 401 and "bearer token" in body["error"]
+        client = triton.InferenceServerClient(url)
+        with pytest.raises(InferenceServerException):
+            client.get_model_metadata("cnn")
+        authed = client.get_model_metadata("cnn", headers={"Authorization": "Bearer s3cret"})
+        assert authed["platform"] == "onnxruntime"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_serve_on_a_missing_path_is_a_one_line_error(tmp_path):
+    from tests.conftest import assert_one_line_error, run_dlc
+
+    assert_one_line_error(run_dlc("serve", tmp_path / "nothing"), "does not exist")
