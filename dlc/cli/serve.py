@@ -17,6 +17,10 @@ def serve(
     token: Annotated[str | None, typer.Option(help="Require 'Authorization: Bearer TOKEN' [default: "
                                               "$DLC_SERVE_TOKEN if set].", show_default=False)] = None,
     max_queue: Annotated[int, typer.Option(min=1, help="Requests queued per model before 503.")] = 64,
+    max_batch: Annotated[int, typer.Option(min=1, help="Dynamic batching: samples one model run may take "
+                                           "(1 = off; a model compiled for batch B takes up to B).")] = 1,
+    max_delay_ms: Annotated[float, typer.Option(min=0.0, help="Dynamic batching: how long a request waits for "
+                                                "others to join its batch.")] = 2.0,
     max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body accepted.")] = 16.0,
 ):
     """Serve models over HTTP with the KServe v2 protocol (Triton's clients work unchanged)."""
@@ -32,7 +36,7 @@ def serve(
         for m in versions.values():
             state = f"ready ({m.platform})" if m.ready else f"FAILED: {m.error}"
             console.print(f"model {m.name} version {m.version}: {state}   {m.path}")
-    config = ServeConfig(max_queue=max_queue, max_body_bytes=int(max_body_mb * (1 << 20)),
+    config = ServeConfig(max_queue=max_queue, max_batch=max_batch, max_delay_ms=max_delay_ms, max_body_bytes=int(max_body_mb * (1 << 20)),
                          token=token or os.environ.get("DLC_SERVE_TOKEN") or None)
     console.print(f"serving on http://{host}:{port}/v2 (KServe v2){' with a bearer token' if config.token else ''}; "
                   f"Ctrl-C stops after the requests in flight")

@@ -10,26 +10,30 @@ Routes (the Open Inference Protocol's HTTP/REST side):
     GET  /metrics                              Prometheus text format
 
 A model runs on its own single worker thread (sessions are not re-entrant), so the event
-loop stays free while it computes. Requests beyond a model's queue bound get 503 with
-Retry-After instead of waiting without limit.
+loop stays free while it computes; with `max_batch` > 1 requests that arrive within
+`max_delay_ms` run as one batch (see `batching`). Requests beyond a model's queue bound
+get 503 with Retry-After instead of waiting without limit.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dlc import __version__
+from dlc.runtime.serving.batching import Batcher
 from dlc.runtime.serving.protocol import ProtocolError, decode_inputs, encode_outputs, tensor_metadata
 from dlc.runtime.serving.repository import ModelVersion, Repository
+from dlc.runtime.specs import TensorSpec
 
 
 @dataclass(frozen=True)
 class ServeConfig:
     max_queue: int = 64  # requests waiting or running per model before 503
+    max_batch: int = 1  # samples one run may take; >1 turns on dynamic batching
+    max_delay_ms: float = 2.0  # how long the first request of a batch waits for company
     max_body_bytes: int = 16 << 20
     token: str | None = None  # bearer token every request but the health probes must carry
 
@@ -44,33 +48,48 @@ class _Metrics:
         buckets = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
         self.latency = Histogram("dlc_request_seconds", "Inference latency by stage (queue, compute, total)",
                                  ["model", "stage"], buckets=buckets, registry=self.registry)
+        self.batch = Histogram("dlc_batch_size", "Samples per model run (dynamic batching)", ["model"],
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry)
+
+    def observer(self, model: str):
+        def observe(stage: str, value: float) -> None:
+            (self.batch.labels(model) if stage == "batch_size" else self.latency.labels(model, stage)).observe(value)
+        return observe
 
 
 class _ModelRunner:
-    """One model version's worker thread and queue bound."""
+    """One model version: its worker thread, its dynamic batcher, the batch it takes, its queue bound."""
 
-    def __init__(self, model: ModelVersion, max_queue: int):
-        self.model, self.max_queue, self.pending = model, max_queue, 0
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dlc-{model.name}")
+    def __init__(self, model: ModelVersion, config: ServeConfig, metrics: _Metrics):
+        self.model, self.max_queue, self.pending = model, config.max_queue, 0
+        specs = model.session.inputs
+        first = specs[0].shape[0] if specs[0].shape else 1
+        if isinstance(first, int):  # a fixed batch B: requests carry up to B samples, padded to B
+            self.limit, merge, pad_to = first, min(first, config.max_batch), first if first > 1 else None
+        else:  # a symbolic batch: any size, merged up to --max-batch
+            self.limit, merge, pad_to = (config.max_batch if config.max_batch > 1 else None), config.max_batch, None
+        batched = self.limit is None or self.limit > 1
+        self.inputs = [TensorSpec(s.name, ("batch", *s.shape[1:]), s.dtype) if batched and s.shape else s
+                       for s in specs]
+        self.outputs = [TensorSpec(s.name, ("batch", *s.shape[1:]), s.dtype) if batched and s.shape else s
+                        for s in model.session.outputs]
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dlc-{model.name}")
+        self.batcher = Batcher(model.session.run, merge, config.max_delay_ms / 1000, pad_to, executor,
+                               metrics.observer(model.name))
 
-    async def run(self, inputs, metrics: _Metrics):
+    async def run(self, inputs):
+        rows = len(next(iter(inputs.values())))
+        if self.limit is not None and rows > self.limit:
+            raise ProtocolError(400, f"a batch of {rows} is over model {self.model.name!r}'s maximum of "
+                                     f"{self.limit}")
         if self.pending >= self.max_queue:
             raise ProtocolError(503, f"model {self.model.name!r} has {self.pending} requests queued (limit "
                                      f"{self.max_queue}); retry shortly")
         self.pending += 1
-        queued = time.perf_counter()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, self._timed, inputs, queued,
-                                                                    metrics)
+            return await self.batcher.submit(inputs)
         finally:
             self.pending -= 1
-
-    def _timed(self, inputs, queued: float, metrics: _Metrics):
-        start = time.perf_counter()
-        metrics.latency.labels(self.model.name, "queue").observe(start - queued)
-        outputs = self.model.session.run(inputs)
-        metrics.latency.labels(self.model.name, "compute").observe(time.perf_counter() - start)
-        return outputs
 
 
 def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
@@ -80,7 +99,7 @@ def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
     from starlette.routing import Route
 
     metrics = _Metrics()
-    runners = {(m.name, m.version): _ModelRunner(m, config.max_queue)
+    runners = {(m.name, m.version): _ModelRunner(m, config, metrics)
                for versions in repo.models.values() for m in versions.values() if m.ready}
 
     def error(status: int, message: str, **headers) -> JSONResponse:
@@ -108,10 +127,11 @@ def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
         model = lookup(request)
         if not model.ready:
             raise ProtocolError(503, f"model {model.name!r} version {model.version} failed to load: {model.error}")
-        session = model.session
+        runner = runners[(model.name, model.version)]
         return JSONResponse({"name": model.name, "versions": sorted(repo.models[model.name]),
-                             "platform": model.platform, "inputs": [tensor_metadata(s) for s in session.inputs],
-                             "outputs": [tensor_metadata(s) for s in session.outputs]})
+                             "platform": model.platform, "max_batch_size": runner.limit or 0,
+                             "inputs": [tensor_metadata(s) for s in runner.inputs],
+                             "outputs": [tensor_metadata(s) for s in runner.outputs]})
 
     async def model_ready(request):
         model = lookup(request)
@@ -127,8 +147,8 @@ def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
                 raise ProtocolError(503, f"model {model.name!r} version {model.version} failed to load: "
                                          f"{model.error}")
             body = await _json_body(request, config.max_body_bytes)
-            inputs = decode_inputs(body, model.session.inputs)
-            outputs = await runners[(model.name, model.version)].run(inputs, metrics)
+            runner = runners[(model.name, model.version)]
+            outputs = await runner.run(decode_inputs(body, runner.inputs))
             answer = {"model_name": model.name, "model_version": model.version,
                       "outputs": encode_outputs(outputs, body.get("outputs"))}
             if "id" in body:

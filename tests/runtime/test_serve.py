@@ -178,3 +178,55 @@ def test_serve_on_a_missing_path_is_a_one_line_error(tmp_path):
     from tests.conftest import assert_one_line_error, run_dlc
 
     assert_one_line_error(run_dlc("serve", tmp_path / "nothing"), "does not exist")
+
+
+@pytest.fixture(scope="module")
+def batching_server(tmp_path_factory, runner, onnx_model):
+    """Dynamic batching on: the dynamic-batch ONNX CNN, and the CNN compiled by TVM for batch 8."""
+    from tests.conftest import invoke
+
+    repo = tmp_path_factory.mktemp("batching")
+    (repo / "ort" / "1").mkdir(parents=True)
+    shutil.copyfile(onnx_model, repo / "ort" / "1" / "model.onnx")
+    (repo / "tvm8" / "1").mkdir(parents=True)
+    result = invoke(runner, "compile", onnx_model, "-o", repo / "tvm8" / "1" / "model.dlc", "--shape", "input=8,1,8,8")
+    assert result.exit_code == 0, result.output
+    proc, url = _start(repo, "--max-batch", "16", "--max-delay-ms", "5")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_dynamic_batching_merges_concurrent_requests_and_splits_the_answers(batching_server, onnx_model):
+    reference = open_session("onnxruntime", onnx_model)
+    rng = np.random.default_rng(3)
+    samples = [rng.random((1, 1, 8, 8), dtype=np.float32) for _ in range(64)]
+
+    def one(args):
+        model, x = args
+        return np.allclose(_infer(triton.InferenceServerClient(batching_server), x, model=model),
+                           reference.run({"input": x})["logits"], atol=1e-4)
+
+    with ThreadPoolExecutor(16) as pool:
+        assert all(pool.map(one, [(m, x) for m in ("ort", "tvm8") for x in samples]))
+    metrics = urllib.request.urlopen(f"http://{batching_server}/metrics", timeout=10).read().decode()
+    for model in ("ort", "tvm8"):
+        runs = float(_metric(metrics, f'dlc_batch_size_count{{model="{model}"}}'))
+        samples_run = float(_metric(metrics, f'dlc_batch_size_sum{{model="{model}"}}'))
+        assert samples_run == 64 and runs < 64, (model, runs)  # some runs carried several requests
+
+
+def test_a_fixed_batch_model_takes_smaller_batches_padded(batching_server, onnx_model):
+    client = triton.InferenceServerClient(batching_server)
+    meta = client.get_model_metadata("tvm8")
+    assert meta["max_batch_size"] == 8 and meta["inputs"][0]["shape"] == [-1, 1, 8, 8]
+    x = np.random.default_rng(4).random((3, 1, 8, 8), dtype=np.float32)
+    got = _infer(client, x, model="tvm8")
+    np.testing.assert_allclose(got, open_session("onnxruntime", onnx_model).run({"input": x})["logits"], atol=1e-4)
+    status, body = _request(batching_server, "/v2/models/tvm8/infer", json.dumps({"inputs": [
+        {"name": "input", "shape": [9, 1, 8, 8], "datatype": "FP32", "data": [0.0] * 576}]}).encode())
+    assert status == 400 and "maximum of 8" in body["error"]
+
+
+def _metric(text: str, name: str) -> str:
+    return next(line.split()[-1] for line in text.splitlines() if line.startswith(name))
