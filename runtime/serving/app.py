@@ -146,15 +146,19 @@ def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
             if not model.ready:
                 raise ProtocolError(503, f"model {model.name!r} version {model.version} failed to load: "
                                          f"{model.error}")
-            body = await _json_body(request, config.max_body_bytes)
+            body, binary = await _read_body(request, config.max_body_bytes)
             runner = runners[(model.name, model.version)]
-            outputs = await runner.run(decode_inputs(body, runner.inputs))
-            answer = {"model_name": model.name, "model_version": model.version,
-                      "outputs": encode_outputs(outputs, body.get("outputs"))}
+            outputs = await runner.run(decode_inputs(body, runner.inputs, binary))
+            tensors, tail = encode_outputs(outputs, body)
+            answer = {"model_name": model.name, "model_version": model.version, "outputs": tensors}
             if "id" in body:
                 answer["id"] = body["id"]
             status = 200
-            return JSONResponse(answer)
+            if not tail:
+                return JSONResponse(answer)
+            header = json.dumps(answer, separators=(",", ":")).encode()
+            return Response(header + tail, media_type="application/octet-stream",
+                            headers={"Inference-Header-Content-Length": str(len(header))})
         except ProtocolError as e:
             status = e.status
             raise
@@ -189,7 +193,8 @@ def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
     return app
 
 
-async def _json_body(request, limit: int) -> dict:
+async def _read_body(request, limit: int) -> tuple[dict, bytes]:
+    """The JSON header of the request and, with the binary extension, the bytes after it."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ProtocolError(413, f"the request body has {declared} bytes; the limit is {limit} (--max-body-mb)")
@@ -198,16 +203,20 @@ async def _json_body(request, limit: int) -> dict:
         raw += chunk
         if len(raw) > limit:
             raise ProtocolError(413, f"the request body is over the {limit}-byte limit (--max-body-mb)")
-    if request.headers.get("inference-header-content-length"):
-        raise ProtocolError(400, "the binary tensor extension is not supported yet; send JSON tensors "
-                                 "(tritonclient: binary_data=False)")
+    header_length = request.headers.get("inference-header-content-length")
+    split = len(raw)
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > len(raw):
+            raise ProtocolError(400, f"Inference-Header-Content-Length {header_length!r} does not fit the "
+                                     f"{len(raw)}-byte body")
+        split = int(header_length)
     try:
-        body = json.loads(raw)
+        body = json.loads(raw[:split])
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ProtocolError(400, f"the request body is not valid JSON ({e})") from e
     if not isinstance(body, dict):
         raise ProtocolError(400, "the request body must be a JSON object")
-    return body
+    return body, raw[split:]
 
 
 class _BearerToken:

@@ -3,6 +3,12 @@
 A request tensor is `{"name", "shape", "datatype", "data"}` with `data` flat in row-major
 order; errors are `{"error": "..."}` with a 4xx/5xx status. Every problem with a request is
 a `ProtocolError` carrying its status, so the app turns it into the protocol's error JSON.
+
+The binary tensor extension (what tritonclient sends by default): the JSON header is the
+first `Inference-Header-Content-Length` bytes of the body, and a tensor with
+`"parameters": {"binary_data_size": n}` has its n raw little-endian bytes after it, in the
+order of the tensors. Outputs asked for with `"parameters": {"binary_data": true}` come
+back the same way.
 """
 
 from __future__ import annotations
@@ -30,21 +36,28 @@ def tensor_metadata(spec: TensorSpec) -> dict:
             "shape": [d if isinstance(d, int) else -1 for d in spec.shape]}
 
 
-def decode_inputs(body: object, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
-    """The request's input tensors as arrays, checked against `specs`; every problem reported at once."""
+def decode_inputs(body: object, specs: list[TensorSpec], binary: bytes = b"") -> dict[str, np.ndarray]:
+    """The request's input tensors as arrays, checked against `specs`; every problem reported at once.
+
+    `binary` is what followed the JSON header (the binary tensor extension).
+    """
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
         raise ProtocolError(400, "the request body must be a JSON object with an 'inputs' list")
     by_name = {s.name: s for s in specs}
-    arrays, problems = {}, []
+    arrays, problems, offset = {}, [], 0
     for tensor in body["inputs"]:
         name = tensor.get("name") if isinstance(tensor, dict) else None
+        size = _binary_size(tensor)
+        chunk, offset = binary[offset:offset + size] if size is not None else None, offset + (size or 0)
         if name not in by_name:
             problems.append(f"unexpected input {name!r}")
             continue
         try:
-            arrays[name] = _array(tensor, by_name[name])
+            arrays[name] = _array(tensor, by_name[name], chunk)
         except ProtocolError as e:
             problems.append(str(e))
+    if offset != len(binary):
+        problems.append(f"the body carries {len(binary)} bytes of binary tensors, the inputs declare {offset}")
     problems += [f"missing input {n!r}" for n in by_name if n not in arrays and n not in
                  {t.get("name") for t in body["inputs"] if isinstance(t, dict)}]
     if problems:
@@ -53,11 +66,16 @@ def decode_inputs(body: object, specs: list[TensorSpec]) -> dict[str, np.ndarray
     return arrays
 
 
-def _array(tensor: dict, spec: TensorSpec) -> np.ndarray:
+def _binary_size(tensor: object) -> int | None:
+    params = tensor.get("parameters") if isinstance(tensor, dict) else None
+    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    if size is not None and (not isinstance(size, int) or size < 0):
+        raise ProtocolError(400, f"binary_data_size {size!r} is not a byte count")
+    return size
+
+
+def _array(tensor: dict, spec: TensorSpec, chunk: bytes | None) -> np.ndarray:
     datatype, shape, data = tensor.get("datatype"), tensor.get("shape"), tensor.get("data")
-    if tensor.get("parameters", {}).get("binary_data_size") is not None:
-        raise ProtocolError(400, f"input {spec.name!r} uses the binary tensor extension, which this server does "
-                                 f"not take yet; send JSON data (tritonclient: binary_data=False)")
     if datatype not in DATATYPES:
         raise ProtocolError(400, f"input {spec.name!r} has datatype {datatype!r}; one of {', '.join(DATATYPES)}")
     if DATATYPES[datatype] != spec.dtype:
@@ -66,25 +84,48 @@ def _array(tensor: dict, spec: TensorSpec) -> np.ndarray:
         raise ProtocolError(400, f"input {spec.name!r} needs a 'shape' list of non-negative integers")
     if len(shape) != len(spec.shape) or any(isinstance(w, int) and w != g for w, g in zip(spec.shape, shape)):
         raise ProtocolError(400, f"input {spec.name!r} has shape {shape}, the model takes {list(spec.shape)}")
-    try:
-        array = np.asarray(data, dtype=DATATYPES[datatype])
-    except (TypeError, ValueError) as e:
-        raise ProtocolError(400, f"input {spec.name!r} data is not a list of {datatype} numbers ({e})") from e
+    dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
+    if chunk is not None:
+        if len(chunk) % dtype.itemsize:
+            raise ProtocolError(400, f"input {spec.name!r} has {len(chunk)} binary bytes, not whole {datatype}s")
+        array = np.frombuffer(chunk, dtype=dtype).astype(dtype.newbyteorder("="))
+    else:
+        try:
+            array = np.asarray(data, dtype=DATATYPES[datatype])
+        except (TypeError, ValueError) as e:
+            raise ProtocolError(400, f"input {spec.name!r} data is not a list of {datatype} numbers ({e})") from e
     if array.size != int(np.prod(shape)):
         raise ProtocolError(400, f"input {spec.name!r} has {array.size} values for shape {shape}")
     return array.reshape(shape)
 
 
-def encode_outputs(outputs: dict[str, np.ndarray], requested: object) -> list[dict]:
-    """Output tensors as JSON; `requested` (the request's 'outputs' list) selects them by name."""
-    names = list(outputs)
+def encode_outputs(outputs: dict[str, np.ndarray], body: dict) -> tuple[list[dict], bytes]:
+    """Output tensors as JSON, plus the binary tail for those asked for as binary data.
+
+    The request's 'outputs' list selects them by name; its `binary_data` parameter (or the
+    request-wide `binary_data_output`) picks the binary form.
+    """
+    requested = body.get("outputs")
+    everything_binary = bool((body.get("parameters") or {}).get("binary_data_output"))
+    binary = {n: everything_binary for n in outputs}
     if requested is not None:
         if not isinstance(requested, list) or not all(isinstance(r, dict) for r in requested):
             raise ProtocolError(400, "'outputs' must be a list of {\"name\": ...} objects")
-        names = [r.get("name") for r in requested]
-        unknown = [n for n in names if n not in outputs]
+        binary = {r.get("name"): bool((r.get("parameters") or {}).get("binary_data", everything_binary))
+                  for r in requested}
+        unknown = [n for n in binary if n not in outputs]
         if unknown:
             raise ProtocolError(400, f"unknown output(s) {', '.join(map(repr, unknown))}; the model has "
                                      f"{', '.join(outputs)}")
-    return [{"name": n, "datatype": TO_DATATYPE.get(outputs[n].dtype.name, "FP32"), "shape": list(outputs[n].shape),
-             "data": outputs[n].reshape(-1).tolist()} for n in names]
+    tensors, tail = [], []
+    for name, as_binary in binary.items():
+        array = np.ascontiguousarray(outputs[name])
+        tensor = {"name": name, "datatype": TO_DATATYPE.get(array.dtype.name, "FP32"), "shape": list(array.shape)}
+        if as_binary:
+            raw = array.astype(array.dtype.newbyteorder("<")).tobytes()
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            tail.append(raw)
+        else:
+            tensor["data"] = array.reshape(-1).tolist()
+        tensors.append(tensor)
+    return tensors, b"".join(tail)

@@ -91,6 +91,15 @@ def test_health_metadata_and_results_equal_running_the_model_directly(server, ar
     np.testing.assert_allclose(_infer(client, batch, version="2"), want_ort, rtol=1e-6)
 
 
+def test_binary_tensor_extension_is_what_tritonclient_sends_by_default(server, artifact):
+    client = triton.InferenceServerClient(server)
+    x = np.random.default_rng(5).random((1, 1, 8, 8), dtype=np.float32)
+    tensor = triton.InferInput("input", [1, 1, 8, 8], "FP32")
+    tensor.set_data_from_numpy(x)  # binary_data=True
+    result = client.infer("cnn", [tensor], model_version="1")  # outputs come back binary too
+    np.testing.assert_array_equal(result.as_numpy("logits"), open_session("tvm", artifact).run({"input": x})["logits"])
+
+
 def test_a_corrupt_model_reports_why_while_the_others_serve(server):
     client = triton.InferenceServerClient(server)
     assert not client.is_model_ready("broken")
