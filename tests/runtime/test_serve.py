@@ -239,3 +239,27 @@ def test_a_fixed_batch_model_takes_smaller_batches_padded(batching_server, onnx_
 
 def _metric(text: str, name: str) -> str:
     return next(line.split()[-1] for line in text.splitlines() if line.startswith(name))
+
+
+def test_sigterm_lets_the_requests_in_flight_finish(onnx_model):
+    import threading
+
+    proc, url = _start(onnx_model)
+    x = np.random.default_rng(6).random((4096, 1, 8, 8), dtype=np.float32)  # a request that takes a while
+    answers = []
+
+    def send():
+        answers.append((_infer(triton.InferenceServerClient(url, network_timeout=120), x), time.monotonic()))
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    time.sleep(0.1)  # the request (262,144 JSON numbers) is being parsed or computed
+    terminated = time.monotonic()
+    proc.terminate()
+    thread.join(timeout=120)
+    # uvicorn shuts down gracefully, then re-raises the signal so the exit status says SIGTERM
+    assert proc.wait(timeout=60) in (0, -15)
+    assert len(answers) == 1 and answers[0][0].shape == (4096, 10)
+    assert answers[0][1] > terminated  # it was answered after the signal, not before
+    with pytest.raises((InferenceServerException, ConnectionError)):  # and then it is gone
+        triton.InferenceServerClient(url).is_server_live()
