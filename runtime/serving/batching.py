@@ -1,8 +1,10 @@
 """Dynamic batching: requests that arrive close together run as one batch.
 
-The first request of a batch waits at most `max_delay` for others; requests are taken
-while their samples fit `max_batch`; the inputs are concatenated along axis 0, the model
-runs once on its worker thread, and each request gets its own rows of every output.
+A batch takes the requests already queued while their samples fit `max_batch`; only when
+that shows concurrent traffic (more than one request) does it wait up to `max_delay` for
+more, so a lone client never pays the delay. The inputs are concatenated along axis 0,
+the model runs once on its worker thread, and each request gets its own rows of every
+output. Requests arriving while a batch computes form the next one.
 
 A model whose batch dimension is fixed at B (a TVM artifact compiled for batch B) takes
 any batch up to B: the concatenated inputs are zero-padded to B and the padding rows are
@@ -50,9 +52,14 @@ class Batcher:
             batch, rows, pending = [first], first.rows, None
             deadline = time.perf_counter() + self.max_delay
             while rows < self.max_batch:
-                try:
-                    nxt = await asyncio.wait_for(self.queue.get(), max(0.0, deadline - time.perf_counter()))
-                except asyncio.TimeoutError:
+                if not self.queue.empty():
+                    nxt = self.queue.get_nowait()
+                elif len(batch) > 1 and time.perf_counter() < deadline:  # traffic is concurrent: wait a little
+                    try:
+                        nxt = await asyncio.wait_for(self.queue.get(), deadline - time.perf_counter())
+                    except asyncio.TimeoutError:
+                        break
+                else:
                     break
                 if rows + nxt.rows > self.max_batch:
                     pending = nxt  # starts the next batch

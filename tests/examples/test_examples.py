@@ -56,3 +56,14 @@ def test_zoo_table_writes_a_row_per_model(tmp_path):
     assert rows["gru"]["lowered"]["ops"] == {"gru": 1} and rows["cnn"]["lowered"] is None
     assert all(r["parameters"] > 0 and r["flops"] > 0 and r["p50_ms"]["tvm"] > 0 for r in rows.values())
     assert all(r["tvm_max_abs_diff"] <= 1e-4 for r in rows.values())
+
+
+@pytest.mark.slow
+def test_serve_benchmark_writes_throughput_and_latency_per_concurrency(tmp_path):
+    report, _ = _report("benchmark_serve.py", tmp_path / "serve.json", "--requests", "40", "--concurrency", "1,4")
+    assert set(report["results"]) == {"direct", "serve", "serve_batching"}
+    for rows in report["results"].values():
+        assert set(rows) == {"1", "4"}
+        assert all(r["throughput_per_s"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"] for r in rows.values())
+    assert set(report["ratios"]) == {"serve_vs_direct_at_1", "serve_vs_direct_at_4", "batching_gain_at_1",
+                                     "batching_gain_at_4"}
