@@ -61,7 +61,7 @@ class _ModelRunner:
     """One model version: its worker thread, its dynamic batcher, the batch it takes, its queue bound."""
 
     def __init__(self, model: ModelVersion, config: ServeConfig, metrics: _Metrics):
-        self.model, self.max_queue, self.pending = model, config.max_queue, 0
+        self.model, self.max_queue, self.pending, self.arriving = model, config.max_queue, 0, 0
         specs = model.session.inputs
         first = specs[0].shape[0] if specs[0].shape else 1
         if isinstance(first, int):  # a fixed batch B: requests carry up to B samples, padded to B
@@ -75,7 +75,7 @@ class _ModelRunner:
                         for s in model.session.outputs]
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dlc-{model.name}")
         self.batcher = Batcher(model.session.run, merge, config.max_delay_ms / 1000, pad_to, executor,
-                               metrics.observer(model.name))
+                               metrics.observer(model.name), expecting=lambda: self.arriving > 0)
 
     async def run(self, inputs):
         rows = len(next(iter(inputs.values())))
@@ -146,9 +146,14 @@ def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
             if not model.ready:
                 raise ProtocolError(503, f"model {model.name!r} version {model.version} failed to load: "
                                          f"{model.error}")
-            body, binary = await _read_body(request, config.max_body_bytes)
             runner = runners[(model.name, model.version)]
-            outputs = await runner.run(decode_inputs(body, runner.inputs, binary))
+            runner.arriving += 1  # a batch being formed waits for requests still being read
+            try:
+                body, binary = await _read_body(request, config.max_body_bytes)
+                inputs = decode_inputs(body, runner.inputs, binary)
+            finally:
+                runner.arriving -= 1
+            outputs = await runner.run(inputs)
             tensors, tail = encode_outputs(outputs, body)
             answer = {"model_name": model.name, "model_version": model.version, "outputs": tensors}
             if "id" in body:

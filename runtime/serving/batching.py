@@ -1,8 +1,9 @@
 """Dynamic batching: requests that arrive close together run as one batch.
 
-A batch takes the requests already queued while their samples fit `max_batch`; only when
-that shows concurrent traffic (more than one request) does it wait up to `max_delay` for
-more, so a lone client never pays the delay. The inputs are concatenated along axis 0,
+A batch takes the requests already queued while their samples fit `max_batch`, and waits
+up to `max_delay` for more only while requests are still being received (`expecting()`),
+so a lone client, or a full set of closed-loop clients all already queued, never pays the
+delay. The inputs are concatenated along axis 0,
 the model runs once on its worker thread, and each request gets its own rows of every
 output. Requests arriving while a batch computes form the next one.
 
@@ -31,8 +32,9 @@ class _Request:
 class Batcher:
     """Collects requests for one model and runs them in batches of at most `max_batch` samples."""
 
-    def __init__(self, run, max_batch: int, max_delay: float, fixed_batch: int | None, executor, observe):
-        self.run, self.max_batch, self.max_delay = run, max_batch, max_delay
+    def __init__(self, run, max_batch: int, max_delay: float, fixed_batch: int | None, executor, observe,
+                 expecting=lambda: False):
+        self.run, self.max_batch, self.max_delay, self.expecting = run, max_batch, max_delay, expecting
         self.fixed_batch, self.executor, self.observe = fixed_batch, executor, observe
         self.queue: asyncio.Queue[_Request] = asyncio.Queue()
         self.task: asyncio.Task | None = None
@@ -54,7 +56,7 @@ class Batcher:
             while rows < self.max_batch:
                 if not self.queue.empty():
                     nxt = self.queue.get_nowait()
-                elif len(batch) > 1 and time.perf_counter() < deadline:  # traffic is concurrent: wait a little
+                elif self.expecting() and time.perf_counter() < deadline:  # a request is on its way
                     try:
                         nxt = await asyncio.wait_for(self.queue.get(), deadline - time.perf_counter())
                     except asyncio.TimeoutError:
