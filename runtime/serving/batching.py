@@ -82,11 +82,13 @@ class Batcher:
             outputs = await asyncio.get_running_loop().run_in_executor(self.executor, self.run, feed)
         except Exception as e:  # noqa: BLE001 - every waiting request learns of the failure
             for r in batch:
-                r.future.set_exception(e)
+                if not r.future.done():  # a client that hung up has a cancelled future
+                    r.future.set_exception(e)
             return
         self.observe("compute", time.perf_counter() - start)
         self.observe("batch_size", rows)
         offset = 0
         for r in batch:
-            r.future.set_result({k: v[offset:offset + r.rows] for k, v in outputs.items()})
+            if not r.future.done():
+                r.future.set_result({k: v[offset:offset + r.rows] for k, v in outputs.items()})
             offset += r.rows

@@ -263,3 +263,24 @@ def test_sigterm_lets_the_requests_in_flight_finish(onnx_model):
     assert answers[0][1] > terminated  # it was answered after the signal, not before
     with pytest.raises((InferenceServerException, ConnectionError)):  # and then it is gone
         triton.InferenceServerClient(url).is_server_live()
+
+
+def test_batcher_survives_a_client_that_hung_up():
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor as Pool
+
+    from dlc.runtime.serving.batching import Batcher
+
+    def slow_double(feed):
+        time.sleep(0.05)
+        return {"y": feed["x"] * 2}
+
+    async def scenario():
+        batcher = Batcher(slow_double, 8, 0.0, None, Pool(1), lambda stage, value: None)
+        gone = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 2))}))
+        await asyncio.sleep(0.01)
+        gone.cancel()  # what Starlette does when the client disconnects mid-request
+        later = await asyncio.wait_for(batcher.submit({"x": np.full((1, 2), 3.0)}), 10)  # not a hang
+        return later["y"]
+
+    np.testing.assert_array_equal(asyncio.run(scenario()), [[6.0, 6.0]])
