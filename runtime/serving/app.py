@@ -105,6 +105,9 @@ def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
     def error(status: int, message: str, **headers) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
+    def unavailable(model: ModelVersion) -> ProtocolError:
+        return ProtocolError(503, f"model {model.name!r} version {model.version} failed to load: {model.error}")
+
     def lookup(request) -> ModelVersion:
         name, version = request.path_params["name"], request.path_params.get("version")
         model = repo.find(name, version)
@@ -115,7 +118,7 @@ def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
         return model
 
     async def server_metadata(request):
-        return JSONResponse({"name": "dlc", "version": __version__, "extensions": []})
+        return JSONResponse({"name": "dlc", "version": __version__, "extensions": ["binary_tensor_data"]})
 
     async def live(request):
         return Response(status_code=200)
@@ -126,7 +129,7 @@ def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
     async def model_metadata(request):
         model = lookup(request)
         if not model.ready:
-            raise ProtocolError(503, f"model {model.name!r} version {model.version} failed to load: {model.error}")
+            raise unavailable(model)
         runner = runners[(model.name, model.version)]
         return JSONResponse({"name": model.name, "versions": sorted(repo.models[model.name]),
                              "platform": model.platform, "max_batch_size": runner.limit or 0,
@@ -135,8 +138,9 @@ def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
 
     async def model_ready(request):
         model = lookup(request)
-        return Response(status_code=200) if model.ready else \
-            error(503, f"model {model.name!r} version {model.version} failed to load: {model.error}")
+        if not model.ready:
+            raise unavailable(model)
+        return Response(status_code=200)
 
     async def infer(request):
         model = lookup(request)
@@ -144,8 +148,7 @@ def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
         status = 500
         try:
             if not model.ready:
-                raise ProtocolError(503, f"model {model.name!r} version {model.version} failed to load: "
-                                         f"{model.error}")
+                raise unavailable(model)
             runner = runners[(model.name, model.version)]
             runner.arriving += 1  # a batch being formed waits for requests still being read
             try:
