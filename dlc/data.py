@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dlc.errors import InvalidModelError, UnknownNameError
+from dlc.errors import InvalidDataError, UnknownNameError
 
 DATASETS = {
     "digits": "scikit-learn's handwritten digits: 1,797 8x8 grey images, 10 classes (ships with the package)",
@@ -84,7 +84,7 @@ def _split(name, x, y, seed, val_fraction, test_fraction, preprocess) -> Splits:
         x_train, x_val, y_train, y_val = train_test_split(
             x_rest, y_rest, test_size=val_fraction / (1 - test_fraction), random_state=seed, stratify=y_rest)
     except ValueError as e:  # too few samples of a class for a stratified three-way split
-        raise InvalidModelError(f"data set {name!r} cannot be split into train/val/test by class ({e}); "
+        raise InvalidDataError(f"data set {name!r} cannot be split into train/val/test by class ({e}); "
                                 f"give every class at least 7 samples") from e
     return Splits(name, x_train, y_train, x_val, y_val, x_test, y_test,
                   int(y.max()) + 1, preprocess)

@@ -13,13 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dlc.errors import InvalidModelError
+from dlc.errors import InvalidDataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-class DataFileError(InvalidModelError):
-    """A data file or folder cannot be read as training data."""
 
 
 def load_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
@@ -30,7 +26,7 @@ def load_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
         return _npz(path)
     if path.suffix == ".csv":
         return _csv(path)
-    raise DataFileError(f"{path} is not an .npz, .csv or image folder; pass one of those with --data")
+    raise InvalidDataError(f"{path} is not an .npz, .csv or image folder; pass one of those with --data")
 
 
 def _npz(path: Path):
@@ -38,7 +34,7 @@ def _npz(path: Path):
         with np.load(path, allow_pickle=False) as z:
             x, y = z["x"], z["y"]
     except (KeyError, ValueError, OSError) as e:
-        raise DataFileError(f"{path} needs arrays 'x' and 'y' ({e}); save with numpy.savez(path, x=..., y=...)") from e
+        raise InvalidDataError(f"{path} needs arrays 'x' and 'y' ({e}); save with numpy.savez(path, x=..., y=...)") from e
     return (*_checked(path, x, y), "as stored in the .npz")
 
 
@@ -46,9 +42,9 @@ def _csv(path: Path):
     try:
         table = np.genfromtxt(path, delimiter=",", skip_header=_has_header(path), dtype=np.float64, ndmin=2)
     except ValueError as e:
-        raise DataFileError(f"{path} is not a numeric CSV ({e}); one sample per row, the label last") from e
+        raise InvalidDataError(f"{path} is not a numeric CSV ({e}); one sample per row, the label last") from e
     if table.shape[1] < 2 or np.isnan(table).any():
-        raise DataFileError(f"{path} needs numeric rows of features then a label, without gaps")
+        raise InvalidDataError(f"{path} needs numeric rows of features then a label, without gaps")
     return (*_checked(path, table[:, :-1], table[:, -1]), "CSV columns as given")
 
 
@@ -64,9 +60,9 @@ def _has_header(path: Path) -> int:
 
 def _checked(path: Path, x: np.ndarray, y: np.ndarray):
     if len(x) != len(y) or len(x) == 0:
-        raise DataFileError(f"{path}: x has {len(x)} samples and y {len(y)}; they must match and be non-empty")
+        raise InvalidDataError(f"{path}: x has {len(x)} samples and y {len(y)}; they must match and be non-empty")
     if not np.all(np.equal(np.mod(y, 1), 0)) or y.min() < 0:
-        raise DataFileError(f"{path}: labels must be non-negative integers")
+        raise InvalidDataError(f"{path}: labels must be non-negative integers")
     return x.astype(np.float32), y.astype(np.int64)
 
 
@@ -77,7 +73,7 @@ def _image_folder(path: Path):
     files = [(f, label) for label, c in enumerate(classes) for f in sorted(c.iterdir())
              if f.suffix.lower() in IMAGE_SUFFIXES]
     if len(classes) < 2 or not files:
-        raise DataFileError(f"{path} has {len(classes)} class folder(s) with {len(files)} image(s); an image "
+        raise InvalidDataError(f"{path} has {len(classes)} class folder(s) with {len(files)} image(s); an image "
                             f"folder needs a subfolder per class (at least two) holding .png/.jpg files")
     images = []
     for f, _ in files:
@@ -85,7 +81,7 @@ def _image_folder(path: Path):
             with Image.open(f) as im:
                 images.append(im.copy())
         except (UnidentifiedImageError, OSError) as e:
-            raise DataFileError(f"cannot read image {f} ({e}); remove or replace it") from e
+            raise InvalidDataError(f"cannot read image {f} ({e}); remove or replace it") from e
     mode = "L" if all(im.mode in ("L", "1", "I;16") for im in images) else "RGB"
     size = images[0].size
     arrays = [np.asarray(im.convert(mode).resize(size), dtype=np.float32) / 255.0 for im in images]

@@ -29,6 +29,10 @@ class InvalidModelError(DlcError, ValueError):
     """A file is not a valid ONNX model or dlc checkpoint."""
 
 
+class InvalidDataError(DlcError, ValueError):
+    """A data file, folder or data set cannot be used for training."""
+
+
 class UnknownNameError(DlcError, LookupError):
     """A model, target, backend or other registered name does not exist."""
 

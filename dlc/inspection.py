@@ -72,29 +72,35 @@ class ModelInfo:
 
 def inspect_model(path: str | Path, shapes: dict[str, list[int]] | None = None) -> ModelInfo:
     """Reads `path` (checked by the ONNX checker) and counts its cost at the given input shapes."""
-    import numpy as np
-    import onnx
-
     from dlc.runtime.specs import static_specs
 
     path = Path(path)
     model = load_model(path)
     inputs, outputs = io_specs(model)
     fixed = static_specs(inputs, shapes)
-    inits = {t.name: t for t in model.graph.initializer}
-    weight_bytes: dict[str, int] = collections.Counter()
-    for t in inits.values():
-        array = onnx.numpy_helper.to_array(t)
-        weight_bytes[array.dtype.name] += array.nbytes
+    contents = graph_contents(model)
     return ModelInfo(
         path=path, file_bytes=path.stat().st_size, ir_version=model.ir_version,
         opsets={o.domain or "ai.onnx": o.version for o in model.opset_import},
         producer=f"{model.producer_name} {model.producer_version}".strip(),
         metadata={p.key: p.value for p in model.metadata_props}, inputs=inputs, outputs=outputs,
-        shapes_used={s.name: list(s.shape) for s in fixed},
-        ops=dict(collections.Counter(n.op_type for n in model.graph.node).most_common()),
-        parameters=sum(int(np.prod(t.dims)) for t in inits.values()), weight_bytes=dict(weight_bytes),
-        layers=_layers(model, fixed, inits))
+        shapes_used={s.name: list(s.shape) for s in fixed}, ops=contents["ops"], parameters=contents["parameters"],
+        weight_bytes=contents["weight_bytes"],
+        layers=_layers(model, fixed, {t.name: t for t in model.graph.initializer}))
+
+
+def graph_contents(model) -> dict[str, Any]:
+    """Op histogram (most used first), parameter count and weight bytes by dtype of an ONNX model."""
+    import onnx
+
+    weight_bytes: dict[str, int] = collections.Counter()
+    parameters = 0
+    for t in model.graph.initializer:
+        array = onnx.numpy_helper.to_array(t)
+        weight_bytes[array.dtype.name] += array.nbytes
+        parameters += array.size
+    ops = collections.Counter(n.op_type for n in model.graph.node)
+    return {"ops": dict(ops.most_common()), "parameters": parameters, "weight_bytes": dict(weight_bytes)}
 
 
 def _layers(model, fixed: list[TensorSpec], inits: dict) -> list[Layer]:

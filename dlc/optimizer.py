@@ -7,7 +7,6 @@ path that is renamed into place only when every pass stayed within its tolerance
 
 from __future__ import annotations
 
-import collections
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,11 +114,9 @@ def _sample_inputs(proto, config: OptimizeConfig) -> dict[str, np.ndarray]:
 
 def summarize(proto, path: Path) -> dict[str, Any]:
     """Node count, op histogram, parameters and file size: the before/after columns of a report."""
-    import onnx
+    from dlc.inspection import graph_contents
 
-    ops = collections.Counter(n.op_type for n in proto.graph.node)
-    params = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
-    weight_bytes = sum(onnx.numpy_helper.to_array(t).nbytes for t in proto.graph.initializer)
+    contents = graph_contents(proto)
     size = path.stat().st_size if path.exists() else proto.ByteSize()
-    return {"nodes": sum(ops.values()), "ops": dict(ops.most_common()), "parameters": params,
-            "weight_bytes": weight_bytes, "file_bytes": size}
+    return {"nodes": sum(contents["ops"].values()), "ops": contents["ops"], "parameters": contents["parameters"],
+            "weight_bytes": sum(contents["weight_bytes"].values()), "file_bytes": size}

@@ -105,26 +105,28 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochStats], None] | None = N
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset or spec.dataset, seed=config.seed)
     augment.check(config.augment, data.sample_shape)
-    args = zoo.resolve_args(spec, {**_data_args(spec, data), **config.model_args})
+    source = _resume_source(config)
+    # a resumed run keeps the architecture and input normalization it was trained with
+    args = source.model_args if source else zoo.resolve_args(spec, {**_data_args(spec, data), **config.model_args})
     model = zoo.create(config.model, args)
-    resumed = _prepare(model, config)
-    normalize = _normalization(config, data)
+    _prepare(model, config, source)
+    normalize = source.normalize if source else _normalization(config, data)
     net = Normalized(model, normalize["mean"], normalize["std"]) if normalize else model
     objective = make_objective(spec.task, model, config)
     optimizer = make_optimizer(config, objective.parameters(model))
-    if resumed:
-        optimizer.load_state_dict(resumed["optimizer"])
+    if source:
+        optimizer.load_state_dict(source.training_state["optimizer"])
     scheduler = _scheduler(config, optimizer, math.ceil(len(data.x_train) / config.batch_size))
     history, best, best_state, steps = [], None, None, 0
-    first = resumed["epoch"] + 1 if resumed else 1
+    first = source.training_state["epoch"] + 1 if source else 1
     for epoch in range(first, config.epochs + 1):
         try:
             train_loss, train_acc, steps = _train_epoch(net, objective, optimizer, scheduler, data, config, epoch,
                                                         steps)
         except FloatingPointError as e:
-            partial = None if best is None else _finish(config, spec, model, best_state, args, data, history, best,
-                                                        start, normalize)
-            raise TrainingDivergedError(f"training {config.model} diverged: {e}; lower --lr or add a schedule"
+            partial = None if best is None else _finish(config, spec, model, objective, best_state, args, data,
+                                                        history, best, start, normalize)
+            raise TrainingDivergedError(f"training {config.model} diverged: {e}; lower --lr"
                                         f"{' (the last good weights were kept)' if partial else ''}", partial) from e
         val_loss, val_acc = objective.evaluate(net, data.x_val, data.y_val)
         stats = EpochStats(epoch, train_loss, train_acc, val_loss, val_acc, optimizer.param_groups[0]["lr"])
@@ -141,30 +143,36 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochStats], None] | None = N
     if best is None:
         raise DlcError(f"nothing to train: the run resumed at epoch {first} and --epochs is {config.epochs}; "
                        f"raise --epochs")
-    result = _finish(config, spec, model, best_state, args, data, history, best, start, normalize)
+    result = _finish(config, spec, model, objective, best_state, args, data, history, best, start, normalize)
     result.checkpoint.training_state = {"epoch": history[-1].epoch, "optimizer": optimizer.state_dict()}
     return result
 
 
-def _prepare(model, config: TrainConfig) -> dict | None:
-    """Resume or transfer weights into `model`, reset its head, freeze layers; the resumed state, if any."""
+def _resume_source(config: TrainConfig) -> Checkpoint | None:
+    """The checkpoint `--resume` continues, checked: same model, written by `dlc train`."""
     from dlc import checkpoint, transfer
 
-    resumed = None
-    if config.resume:
-        source = checkpoint.load(config.resume)
-        transfer.require_same_model(source, config.model, config.resume)
+    if not config.resume:
+        return None
+    source = checkpoint.load(config.resume)
+    transfer.require_same_model(source, config.model, config.resume)
+    if not source.training_state:
+        raise DlcError(f"checkpoint {config.resume} has no training state to resume (it was not written by "
+                       f"`dlc train`); use --init-from to start from its weights instead")
+    return source
+
+
+def _prepare(model, config: TrainConfig, source: Checkpoint | None) -> None:
+    """Resumed or transferred weights into `model`, then its head reset and layers frozen as asked."""
+    from dlc import transfer
+
+    if source:
         model.load_state_dict(source.state_dict)
-        resumed = source.training_state or {"epoch": 0, "optimizer": None}
-        if resumed["optimizer"] is None:
-            raise DlcError(f"checkpoint {config.resume} has no training state to resume (it was not written by "
-                           f"`dlc train`); use --init-from to start from its weights instead")
     if config.init_from:
         transfer.start_from(model, config.init_from, config.model)
     if config.new_head:
         transfer.reset_head(model)
     transfer.freeze(model, config.freeze)
-    return resumed
 
 
 def _normalization(config: TrainConfig, data: Splits) -> dict[str, list[float]] | None:
@@ -178,14 +186,12 @@ def _normalization(config: TrainConfig, data: Splits) -> dict[str, list[float]] 
     return {"mean": mean, "std": std}
 
 
-def _finish(config, spec, model, best_state, args, data: Splits, history, best, start,
-            normalize=None) -> TrainResult:
-    from dlc.objectives import make_objective
+def _finish(config, spec, model, objective, best_state, args, data: Splits, history, best, start,
+            normalize) -> TrainResult:
     from dlc.zoo.layers import Normalized
 
     model.load_state_dict(best_state)
     net = Normalized(model, normalize["mean"], normalize["std"]) if normalize else model
-    objective = make_objective(spec.task, model, config)
     _, train_acc = objective.evaluate(net, data.x_train, data.y_train)
     test_loss, test_acc = objective.evaluate(net, data.x_test, data.y_test)
     ckpt = Checkpoint(model=config.model, model_args=args, state_dict=model.state_dict(),
@@ -280,15 +286,11 @@ def _train_epoch(model, objective, optimizer, scheduler, data: Splits, config: T
             raise FloatingPointError(f"the loss is {loss} at epoch {epoch}, step {steps + 1}")
         if config.schedule == "onecycle":
             scheduler.step()
-        total_loss, correct, seen, steps = total_loss + loss * len(idx), correct + (right or 0), seen + len(idx), \
-            steps + 1
+        total_loss += loss * len(idx)
+        correct += right or 0
+        seen += len(idx)
+        steps += 1
         if config.max_steps and steps >= config.max_steps:
             break
     return total_loss / seen, (correct / seen if objective.has_accuracy else None), steps
 
-
-def evaluate(model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Mean cross-entropy loss and accuracy of classifier `model` on (x, y)."""
-    from dlc.objectives import Classification
-
-    return Classification().evaluate(model, x, y)

@@ -19,7 +19,7 @@ from onnxscript.optimizer import fold_constants
 from onnxscript.rewriter.rules import common as rules
 
 from dlc.errors import InvalidModelError
-from dlc.passes.infra import Pass, PassResult, RewritePass, count_nodes, onnx_opset, register
+from dlc.passes.infra import Pass, PassResult, RewritePass, count_nodes, onnx_opset, register, replace_contents
 from dlc.passes.rules.dropout import dropout_at_inference_rules
 
 
@@ -250,13 +250,5 @@ class ConvertOpsetPass(Pass):
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise InvalidModelError(f"cannot convert opset {current} to {self.opset}: {first}; "
                                     f"export at --opset {self.opset} instead") from e
-        _replace_contents(model, ir.serde.deserialize_model(converted))
+        replace_contents(model, ir.serde.deserialize_model(converted))
         return PassResult(model, True, {"opset_before": current, "opset": self.opset})
-
-
-def _replace_contents(model: ir.Model, new: ir.Model) -> None:
-    """Makes `model` the converted model in place (passes are in place; the runner holds `model`)."""
-    model.graph = new.graph  # opset imports live on the graph
-    model.ir_version = new.ir_version
-    model.functions.clear()
-    model.functions.update(new.functions)

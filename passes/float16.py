@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from dlc.passes.cleanup import _replace_contents
-from dlc.passes.infra import Pass, PassResult, Tolerance, count_nodes, register
+from dlc.passes.infra import Pass, PassResult, Tolerance, count_nodes, register, replace_contents
 
 
 @register
@@ -36,7 +35,7 @@ class ToFloat16Pass(Pass):
         # float16's own range; the converter's default clamps weights at 1e4
         proto = float16.convert_float_to_float16(ir.serde.serialize_model(model), keep_io_types=self.keep_io_types,
                                                  max_finite_val=65504.0)
-        _replace_contents(model, ir.serde.deserialize_model(proto))
+        replace_contents(model, ir.serde.deserialize_model(proto))
         stats = {"initializers_converted": len(floats), "weight_bytes_before": bytes_before,
                  "weight_bytes_after": bytes_before // 2, "casts_inserted": count_nodes(model) - nodes_before,
                  "float32_io": self.keep_io_types}

@@ -96,3 +96,11 @@ def count_nodes(model: ir.Model) -> int:
 def onnx_opset(model: ir.Model) -> int:
     """The model's default-domain (ai.onnx) opset version; 0 if it imports none."""
     return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 0))
+
+
+def replace_contents(model: ir.Model, new: ir.Model) -> None:
+    """Makes `model` hold `new` (a pass that rebuilds the model through another library stays in place)."""
+    model.graph = new.graph  # opset imports live on the graph
+    model.ir_version = new.ir_version
+    model.functions.clear()
+    model.functions.update(new.functions)

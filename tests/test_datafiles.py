@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from dlc.data import load_dataset
-from dlc.datafiles import DataFileError
+from dlc.errors import InvalidDataError
 from tests.conftest import assert_one_line_error, invoke
 
 
@@ -44,7 +44,7 @@ def test_image_folder_classes_and_pixels(tmp_path):
 
 def test_bad_data_names_the_problem(runner, tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataFileError, match="0 class folder"):
+    with pytest.raises(InvalidDataError, match="0 class folder"):
         load_dataset(str(tmp_path / "empty"))
     folder = tmp_path / "broken"
     for label in ("a", "b"):

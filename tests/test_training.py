@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from dlc import checkpoint
 from dlc.data import load_dataset
 from dlc.errors import UnknownNameError
 from dlc.training import OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDivergedError, train
@@ -51,6 +52,11 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_weights(runner, tmp_p
     result = invoke(runner, "train", "--model", "mlp", "--optimizer", "sgd", "--lr", "1e30", "-o", out)
     assert_one_line_error(result, "diverged", "lower --lr")
     assert not out.exists()
+    # a one-cycle schedule warms up to a rate that diverges at epoch 2: epoch 1's weights are kept
+    late = invoke(runner, "train", "--model", "mlp", "--optimizer", "sgd", "--schedule", "onecycle", "--lr", "1000",
+                  "--epochs", "10", "-o", out)
+    assert_one_line_error(late, "diverged", "at epoch 2", "last good weights were kept", str(out))
+    assert checkpoint.load(out).metrics["epochs_run"] == 1
 
 
 @pytest.mark.slow

@@ -38,6 +38,7 @@ def test_fine_tuning_keeps_frozen_weights_and_beats_a_head_trained_from_scratch(
     frozen = [k for k in before if k.startswith(("features.", "classifier.2."))]
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # BN statistics included
     assert not torch.equal(before["classifier.4.weight"], after["classifier.4.weight"])
+    print(f"head on pretrained body {tuned.test_accuracy:.1%}, head on random body {scratch.test_accuracy:.1%}")
     assert tuned.test_accuracy > scratch.test_accuracy + 0.05, (tuned.test_accuracy, scratch.test_accuracy)
 
 
@@ -46,6 +47,11 @@ def test_resume_continues_the_epochs_and_refuses_another_model(runner, tmp_path)
     assert invoke(runner, "train", "--model", "mlp", "--epochs", "2", "-o", first).exit_code == 0
     result = train(TrainConfig(model="mlp", epochs=4, resume=first))
     assert [h.epoch for h in result.history] == [3, 4]
+    custom = tmp_path / "custom.pt"  # a run with its own architecture and normalization resumes as it was
+    assert invoke(runner, "train", "--model", "mlp", "--epochs", "1", "--arg", "hidden=[32]", "--normalize",
+                  "-o", custom).exit_code == 0
+    resumed = train(TrainConfig(model="mlp", epochs=2, resume=custom))
+    assert resumed.checkpoint.model_args["hidden"] == [32] and resumed.checkpoint.normalize is not None
     refused = invoke(runner, "train", "--model", "cnn", "--resume", first, "-o", tmp_path / "x.pt")
     assert_one_line_error(refused, "holds a 'mlp' model", "--model is 'cnn'")
 

@@ -80,7 +80,8 @@ def train(
         total = with_recipe(config, zoo.get(config.model)).epochs
         task = progress.add_task("train", total=total, model=config.model, stats="")
         try:
-            result = run_training(config, on_epoch=lambda s: progress.update(task, advance=1, stats=_epoch_line(s)))
+            result = run_training(config, on_epoch=lambda s: progress.update(task, completed=s.epoch,
+                                                                             stats=_epoch_line(s)))
         except TrainingDivergedError as e:
             if e.result is not None:
                 checkpoint.save(e.result.checkpoint, output)

@@ -84,7 +84,7 @@ class _ModelRunner:
                                      f"{self.limit}")
         if self.pending >= self.max_queue:
             raise ProtocolError(503, f"model {self.model.name!r} has {self.pending} requests queued (limit "
-                                     f"{self.max_queue}); retry shortly")
+                                     f"{self.max_queue}); retry shortly", retry_after=1)
         self.pending += 1
         try:
             return await self.batcher.submit(inputs)
@@ -101,9 +101,6 @@ def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
     metrics = _Metrics()
     runners = {(m.name, m.version): _ModelRunner(m, config, metrics)
                for versions in repo.models.values() for m in versions.values() if m.ready}
-
-    def error(status: int, message: str, **headers) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
     def unavailable(model: ModelVersion) -> ProtocolError:
         return ProtocolError(503, f"model {model.name!r} version {model.version} failed to load: {model.error}")
@@ -180,11 +177,12 @@ def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def protocol_error(request, exc: ProtocolError):
-        headers = {"Retry-After": "1"} if exc.status == 503 and "retry" in str(exc) else {}
-        return error(exc.status, str(exc), **headers)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+        return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
 
     async def not_found(request, exc):
-        return error(getattr(exc, "status_code", 404), f"no route {request.method} {request.url.path}")
+        return JSONResponse({"error": f"no route {request.method} {request.url.path}"},
+                            status_code=getattr(exc, "status_code", 404))
 
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"

@@ -24,11 +24,12 @@ TO_DATATYPE = {v: k for k, v in DATATYPES.items()}
 
 
 class ProtocolError(Exception):
-    """A request the protocol rejects: `status` is the HTTP status to answer with."""
+    """A request the protocol rejects: `status` is the HTTP status to answer with, `retry_after` seconds
+    when trying again later will do (the queue was full)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, retry_after: int | None = None):
         super().__init__(message)
-        self.status = status
+        self.status, self.retry_after = status, retry_after
 
 
 def tensor_metadata(spec: TensorSpec) -> dict:

@@ -284,3 +284,28 @@ def test_batcher_survives_a_client_that_hung_up():
         return later["y"]
 
     np.testing.assert_array_equal(asyncio.run(scenario()), [[6.0, 6.0]])
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_recovers(onnx_model):
+    proc, url = _start(onnx_model, "--max-queue", "1")
+    body = json.dumps({"inputs": [{"name": "input", "shape": [2048, 1, 8, 8], "datatype": "FP32",
+                                   "data": [0.5] * 2048 * 64}]}).encode()
+
+    def post(_):
+        req = urllib.request.Request(f"http://{url}/v2/models/cnn/infer", data=body, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return r.status, None
+        except urllib.error.HTTPError as e:
+            return e.code, (e.headers.get("Retry-After"), json.loads(e.read())["error"])
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(post, range(8)))
+        busy = [detail for status, detail in answers if status == 503]
+        assert busy and all(after == "1" and "requests queued (limit 1)" in error for after, error in busy)
+        assert all(status in (200, 503) for status, _ in answers) and (200, None) in answers
+        assert post(0) == (200, None)  # served again once the queue drains
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
