@@ -40,7 +40,12 @@ def sha256_file(path: str | Path) -> str:
 
 
 def is_artifact(path: str | Path) -> bool:
-    return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
+    """Whether `path` names an artifact rather than an ONNX file: a directory, or a missing `NAME.dlc`.
+
+    A missing `NAME.dlc` counts, so that `Artifact.load` says an artifact is missing
+    rather than an ONNX model.
+    """
+    return Path(path).is_dir() or Path(path).suffix == ".dlc"
 
 
 def save_golden(path: Path, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
@@ -77,23 +82,35 @@ class Artifact:
                     "(modified or corrupted); it was not loaded. Recompile it with `dlc compile`")
 
     def require_runnable_here(self) -> None:
-        """Refuses an artifact whose code cannot run on this machine, before it is opened."""
-        import tvm
+        """Refuses an artifact whose code cannot run on this machine, before it is opened.
 
-        from dlc.compiler.target import host_arch
+        Native code for a CPU feature this machine lacks would kill the process (SIGILL).
+        """
+        from dlc.target import cuda_present, host_arch, missing_cpu_features
 
-        arch, device = self.manifest["target"]["arch"], self.manifest["target"].get("device", "cpu")
-        if arch != host_arch():
+        target = self.target
+        if target.arch != host_arch():
             raise WrongArchitectureError(
-                f"artifact {self.path} was built for {arch}, this machine is {host_arch()}; run it on such a "
+                f"artifact {self.path} was built for {target.arch}, this machine is {host_arch()}; run it on such a "
                 "device with `dlc deploy`, or recompile with `--target host`")
-        if device == "cuda" and not tvm.cuda().exist:
+        missing = missing_cpu_features(target.tvm)
+        if missing:
+            raise WrongArchitectureError(
+                f"artifact {self.path} was built for target {target.name} and this CPU lacks {', '.join(missing)}; "
+                "it was not loaded. Recompile it here with `--target host`")
+        if target.device == "cuda" and not cuda_present():
             raise BackendUnavailableError(f"artifact {self.path} was built for a CUDA GPU and this machine has none; "
                                           "run it on a GPU machine, or recompile with `--target host`")
 
     @property
+    def target(self):
+        from dlc.target import TargetSpec
+
+        return TargetSpec.from_dict(self.manifest["target"])
+
+    @property
     def device(self) -> str:
-        return self.manifest["target"].get("device", "cpu")
+        return self.target.device
 
     @property
     def name(self) -> str:

@@ -108,7 +108,9 @@ def _inputs(model: str | Path, config: BenchConfig) -> dict[str, np.ndarray]:
 
 
 def _run_isolated(backend: str, model, feed, config: BenchConfig, batch: int) -> BackendResult:
-    raw = run_in_child("dlc.runtime.bench:_measure", backend, str(model), feed, config)
+    # torch stays out of the other backends' processes: their peak memory is theirs alone
+    raw = run_in_child("dlc.runtime.bench:_measure", backend, str(model), feed, config,
+                       without_torch=backend != "pytorch")
     latency = latency_stats(raw.pop("times_ms"))
     return BackendResult(backend, latency, round(batch * 1000.0 / latency["mean"], 1), **raw)
 

@@ -156,7 +156,7 @@ def device_info(remote) -> dict[str, Any]:
 
 
 def _check_architecture(artifact: Artifact, device: dict[str, Any]) -> None:
-    want = artifact.manifest["target"]["arch"]
+    want = artifact.target.arch
     if device.get("arch") and device["arch"] != want:
         raise WrongArchitectureError(
             f"artifact {artifact.path} is built for {want} but the device is {device['arch']}; nothing was "

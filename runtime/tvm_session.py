@@ -35,7 +35,7 @@ class TvmSession:
     def from_onnx(cls, onnx_path: str | Path, shapes: dict[str, list[int]] | None = None) -> "TvmSession":
         """Compiles an ONNX file for the host CPU in memory (untuned, default pipeline)."""
         from dlc.compiler.build import build_executable, load_for_tvm
-        from dlc.compiler.target import resolve_target
+        from dlc.target import resolve_target
         from dlc.onnxio import io_specs
         from dlc.runtime.specs import static_specs
 

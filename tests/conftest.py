@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,10 +25,42 @@ def invoke(runner: CliRunner, *args: str):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def run_dlc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Runs `python -m dlc ARGS` as a real process, as a user would."""
+def run_dlc(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Runs `python -m dlc ARGS` as a real process, as a user would (`env` adds to the environment)."""
     return subprocess.run([sys.executable, "-m", "dlc", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
+                          cwd=cwd, timeout=600, env={**os.environ, **(env or {})})
+
+
+def processes_marked(marker: str) -> list[str]:
+    """Command lines of the live processes whose environment carries DLC_TEST_MARK=`marker`.
+
+    Children inherit the environment, so this finds everything a marked command started,
+    even after it was re-parented (an orphan's parent is init, not the command).
+    """
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if f"DLC_TEST_MARK={marker}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # not a process, gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+_BRANCHES: list[str] = []
+
+
+@pytest.fixture()
+def say_branch(request):
+    """For tests whose expectations depend on this machine: records which case ran, shown after the run."""
+    return lambda text: _BRANCHES.append(f"{request.node.nodeid}: {text}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _BRANCHES:
+        terminalreporter.section("host-dependent branches taken on this machine")
+        for line in _BRANCHES:
+            terminalreporter.write_line(line)
 
 
 def assert_one_line_error(result, *fragments: str) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 from dlc import __version__
 from dlc.artifact import FORMAT, FORMAT_VERSION, GOLDEN, LIBRARY, MANIFEST, ONNX, save_golden, sha256_file
 from dlc.compiler.coverage import check_coverage, require_supported
-from dlc.compiler.target import TargetSpec, host_arch, resolve_target
+from dlc.target import TargetSpec, resolve_target
 from dlc.elf import read_elf_header
 from dlc.errors import DlcError, NumericMismatchError
 from dlc.fileio import atomic_path, check_output, write_json
@@ -55,11 +55,12 @@ class CompileReport:
     max_abs_diff: float | None  # TVM vs ONNX Runtime on the golden inputs; None if not run here
     library_bytes: int
     tuning: dict[str, Any] | None = None
+    not_verified_because: str | None = None  # why the library could not run here ("this CPU lacks avx512f")
 
     def to_dict(self) -> dict[str, Any]:
         return {"artifact": str(self.artifact), "target": self.target.to_dict(), "seconds": self.seconds,
                 "max_abs_diff_vs_onnxruntime": self.max_abs_diff, "library_bytes": self.library_bytes,
-                "tuning": self.tuning}
+                "tuning": self.tuning, "not_verified_because": self.not_verified_because}
 
 
 def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig = CompileConfig(),
@@ -87,15 +88,16 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
         golden_out = _onnxruntime_outputs(tmp / ONNX, golden_in)
         save_golden(tmp / GOLDEN, golden_in, golden_out)
         timer.mark("export")
-        runs_here = target.arch == host_arch() and target.device == "cpu"
-        diff = _verify(tmp, golden_in, golden_out, config) if runs_here else None
+        not_here = target.why_not_here()
+        diff = _verify(tmp, golden_in, golden_out, config, target) if not_here is None else None
         timer.mark("verify")
         manifest = _manifest(out.name.removesuffix(".dlc"), tmp, target, inputs, _specs_of(golden_out),
                              diff, timer.seconds)
+        manifest["verification"]["not_verified_because"] = not_here
         manifest["tuning"] = tuning
         manifest["lowered"] = lowered
         write_json(tmp / MANIFEST, manifest)
-    return CompileReport(out, target, timer.seconds, diff, (out / LIBRARY).stat().st_size, tuning)
+    return CompileReport(out, target, timer.seconds, diff, (out / LIBRARY).stat().st_size, tuning, not_here)
 
 
 def tune_model(onnx_path: str | Path, config: CompileConfig,
@@ -206,15 +208,31 @@ def _onnxruntime_outputs(onnx_path: Path, inputs: dict[str, np.ndarray]) -> dict
     return OrtSession(onnx_path).run(inputs)
 
 
-def _verify(tmp: Path, golden_in, golden_out, config: CompileConfig) -> float:
-    """Loads the written library exactly as users will, and compares it with ONNX Runtime."""
+def _verify(tmp: Path, golden_in, golden_out, config: CompileConfig, target: TargetSpec) -> float:
+    """Loads the written library exactly as users will, in a child process, and compares it with ONNX Runtime.
+
+    A child process, because a library that crashes on load or on its first run (a CPU
+    feature missing after all, a broken link) must not take this process with it.
+    """
+    from dlc.runtime.child import ChildDiedError, run_in_child
+
+    try:
+        return run_in_child("dlc.compiler.build:verify_library", str(tmp / LIBRARY), golden_in, golden_out,
+                            config.atol, config.rtol, target.device, without_torch=True)
+    except ChildDiedError as e:
+        raise DlcError(f"the compiled library crashed when loaded and run on this machine ({e.how}: {e.last_line}); "
+                       "nothing was written. Compile for --target host, or verify the library on its device "
+                       "with `dlc deploy`") from e
+
+
+def verify_library(library: str, golden_in, golden_out, atol: float, rtol: float, device: str) -> float:
+    """In a child process: max abs diff of the library's outputs from ONNX Runtime's (see `check_close`)."""
     import tvm
 
     from dlc.runtime.tvm_session import TvmSession
 
-    lib = tvm.runtime.load_module(str(tmp / LIBRARY))
-    session = TvmSession(lib, _specs_of(golden_in), _specs_of(golden_out))
-    return check_close(session.run(golden_in), golden_out, config.atol, config.rtol, "TVM", "ONNX Runtime")
+    session = TvmSession(tvm.runtime.load_module(library), _specs_of(golden_in), _specs_of(golden_out), device)
+    return check_close(session.run(golden_in), golden_out, atol, rtol, "TVM", "ONNX Runtime")
 
 
 def _specs_of(arrays: dict[str, np.ndarray]) -> list[TensorSpec]:

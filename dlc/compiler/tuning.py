@@ -195,7 +195,7 @@ def with_num_cores(target):
     """MetaSchedule needs "num-cores"; a preset without it is tuned for this machine's cores."""
     import tvm
 
-    from dlc.compiler.target import physical_cores
+    from dlc.target import physical_cores
 
     spec = dict(target.export())
     if "num-cores" in spec:
@@ -293,16 +293,33 @@ def _cpu_build(mod, target, _params):
 
 
 def tune_and_apply(mod, target, database: Path, key: str, config: TuneConfig, on_progress=None):
-    """Prepares `mod`, tunes it up to `config.trials` records, and applies the database."""
+    """Prepares `mod`, tunes it up to `config.trials` records, and applies the database.
+
+    The search runs in a child process: MetaSchedule keeps global state between runs (a
+    second tuning in one process failed with "'NoneType' object has no attribute
+    'format'"), and its builder and runner workers must end with it, whatever happens.
+    """
+    from dlc.runtime.child import run_in_child
+
     start = time.perf_counter()
     before = count_records(database)
     mod = prepare(mod, target)
     # MetaSchedule stops early once every task's search space is exhausted, so a finished
     # run can hold fewer records than its budget; only an interrupted one is resumed.
     if config.trials > max(before, finished_budget(database)):
-        tune(mod, target, database, config, on_progress)
+        run_in_child("dlc.compiler.tuning:tune_in_child", mod, dict(target.export()), database, config,
+                     on_event=on_progress, without_torch=True)
         _write_progress(database, config.trials)
     mod = apply_database(mod, target, database)
     report = TuningReport(database, key, config.trials, before, count_records(database),
                           time.perf_counter() - start)
     return mod, report
+
+
+def tune_in_child(mod, target_json: dict, database: Path, config: TuneConfig) -> int:
+    """The child process's side of `tune_and_apply`: progress goes back to the parent as events."""
+    import tvm
+
+    from dlc.runtime.child import send_event
+
+    return tune(mod, tvm.target.Target(target_json), database, config, send_event)

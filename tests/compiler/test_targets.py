@@ -6,9 +6,9 @@ import subprocess
 
 import pytest
 
-from dlc.compiler.target import PRESETS, resolve_target
 from dlc.errors import UnknownNameError
-from tests.conftest import assert_one_line_error, invoke
+from dlc.target import PRESETS, host_arch, missing_cpu_features, resolve_target
+from tests.conftest import assert_one_line_error, invoke, run_dlc
 
 ELF_MACHINE = {"aarch64": "aarch64", "armv7l": "armv7l", "x86_64": "x86_64"}
 
@@ -20,7 +20,7 @@ def _needs_linker(name):
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_every_preset_compiles(runner, onnx_model, tmp_path, name):
+def test_every_preset_compiles(runner, onnx_model, tmp_path, name, say_branch):
     _needs_linker(name)
     out = tmp_path / f"{name}.dlc"
     result = invoke(runner, "compile", onnx_model, "-o", out, "--target", name)
@@ -29,10 +29,58 @@ def test_every_preset_compiles(runner, onnx_model, tmp_path, name):
     spec = PRESETS[name]
     assert manifest["target"]["name"] == name and manifest["target"]["device"] == spec.device
     assert manifest["library_elf"]["machine"] == ELF_MACHINE[spec.arch]
-    if spec.arch != "x86_64" or spec.device == "cuda":
-        assert manifest["verification"]["max_abs_diff"] is None  # cannot run here; deploy verifies it
+    reason = spec.why_not_here()
+    if reason:  # another architecture, a GPU, or an x86 feature this CPU lacks: deploy verifies it
+        assert manifest["verification"]["max_abs_diff"] is None
+        assert manifest["verification"]["not_verified_because"] == reason and "not verified here" in result.stdout
     else:
         assert manifest["verification"]["max_abs_diff"] <= 1e-4
+    if spec.arch == host_arch() and spec.device == "cpu":
+        say_branch(f"verified here: {reason is None}" + (f" ({reason})" if reason else ""))
+
+
+def _target_this_cpu_cannot_run() -> tuple[str, list[str]]:
+    """An x86 target needing a feature this CPU lacks: the AVX-512 preset on an AVX2 CPU, else AMX and newer."""
+    candidates = ["x86-64-avx512", *(json.dumps({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": cpu})
+                                     for cpu in ("sapphirerapids", "graniterapids", "diamondrapids"))]
+    for name in candidates:
+        try:
+            missing = missing_cpu_features(resolve_target(name).tvm)
+        except UnknownNameError:  # a CPU this LLVM does not know
+            continue
+        if missing:
+            return name, missing
+    pytest.skip("this CPU has every feature of the newest x86 CPUs this LLVM knows")
+
+
+def test_a_target_needing_features_this_cpu_lacks_is_built_but_never_run_here(onnx_model, tmp_path, say_branch):
+    if host_arch() != "x86_64":
+        pytest.skip(f"the case is about x86 feature levels; this machine is {host_arch()}")
+    name, missing = _target_this_cpu_cannot_run()
+    say_branch(f"target {name} needs {', '.join(missing)}")
+    out = tmp_path / "newer.dlc"
+    proc = run_dlc("compile", onnx_model, "-o", out, "--target", name)  # a real process: a SIGILL would kill it
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"not verified here: this CPU lacks {missing[0]}" in proc.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["verification"]["max_abs_diff"] is None and missing[0] in manifest["verification"]["not_verified_because"]
+    assert [p.name for p in tmp_path.iterdir()] == ["newer.dlc"]  # no temporary directory left
+    bench = run_dlc("bench", out, "--backends", "tvm", "--runs", "1", "--report", tmp_path / "r.json")
+    assert_one_line_error(bench, "this CPU lacks", missing[0], "--target host")
+
+
+def test_a_library_that_crashes_when_loaded_is_one_error_and_leaves_nothing(onnx_model, tmp_path):
+    """The linker (CXX, as TVM reads it) adds a constructor that kills whatever process loads the library."""
+    crash = tmp_path / "crash.c"
+    crash.write_text("#include <signal.h>\n__attribute__((constructor)) static void die(void) { raise(SIGSEGV); }\n")
+    linker = tmp_path / "crashing-cc"
+    linker.write_text(f'#!/bin/sh\ncase " $* " in *" -shared "*) exec gcc "$@" {crash} ;; esac\nexec gcc "$@"\n')
+    linker.chmod(0o755)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = run_dlc("compile", onnx_model, "-o", out_dir / "cnn.dlc", env={"CXX": str(linker)})
+    assert_one_line_error(proc, "crashed when loaded and run on this machine", "SIGSEGV", "nothing was written")
+    assert list(out_dir.iterdir()) == []
 
 
 def _readelf(runner, onnx_model, tmp_path, target: str, *flags: str) -> str:
@@ -86,7 +134,7 @@ def test_cross_artifact_is_refused_on_this_machine(runner, onnx_model, tmp_path)
 
 
 def test_missing_cross_linker_names_the_package_and_the_setup_command(runner, onnx_model, tmp_path, monkeypatch):
-    import dlc.compiler.target as target
+    import dlc.target as target
 
     missing = target.Linker("aarch64-linux-gnu-gcc-absent", "gcc-aarch64-linux-gnu")
     monkeypatch.setitem(target.PRESETS, "raspberry-pi-4",
@@ -96,3 +144,19 @@ def test_missing_cross_linker_names_the_package_and_the_setup_command(runner, on
     result = invoke(runner, "compile", onnx_model, "-o", out, "--target", "raspberry-pi-4")
     assert_one_line_error(result, "aarch64-linux-gnu-gcc-absent", "gcc-aarch64-linux-gnu", "./scripts/setup-edge")
     assert not out.exists()
+
+
+def test_an_avx2_cpu_gets_avx2_code_and_refuses_avx512_artifacts(monkeypatch, say_branch):
+    """What an AVX2-only machine sees, on any x86 machine: its flags without AVX-512."""
+    import dlc.target as target
+
+    if host_arch() != "x86_64" or "avx2" not in target.host_cpu_flags():
+        pytest.skip(f"needs an x86-64 CPU with AVX2; this one is {host_arch()}")
+    avx2_only = frozenset(f for f in target.host_cpu_flags() if not f.startswith(("avx512", "amx")))
+    monkeypatch.setattr(target, "host_cpu_flags", lambda: avx2_only)
+    assert missing_cpu_features(PRESETS["x86-64-avx2"].tvm) == []
+    assert "avx512f" in missing_cpu_features(PRESETS["x86-64-avx512"].tvm)
+    assert PRESETS["x86-64-avx512"].why_not_here().startswith("this CPU lacks avx512")
+    host = target.host_target()  # LLVM may still name an AVX-512 model (a VM hiding it): switched off
+    assert missing_cpu_features(host.tvm) == []
+    say_branch(f"host {host.tvm['mcpu']} seen as AVX2-only: mattr {host.tvm.get('mattr', [])}")

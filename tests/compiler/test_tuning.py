@@ -5,7 +5,7 @@ import json
 import pytest
 
 from dlc.compiler import tuning
-from tests.conftest import invoke
+from tests.conftest import invoke, processes_marked
 
 
 @pytest.fixture()
@@ -68,6 +68,8 @@ def test_a_finished_budget_is_remembered_and_never_shrinks(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_keeps_the_records_and_the_next_run_resumes(mlp_onnx, tmp_path):
+    """Also: no process that tuning started (the tuning child, MetaSchedule's workers) outlives the command."""
+    import os
     import signal
     import subprocess
     import sys
@@ -75,7 +77,8 @@ def test_ctrl_c_keeps_the_records_and_the_next_run_resumes(mlp_onnx, tmp_path):
 
     database = tmp_path / "db"
     command = [sys.executable, "-m", "dlc", "tune", str(mlp_onnx), "--trials", "48", "--tuning-db", str(database)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "DLC_TEST_MARK": tmp_path.name}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 600
     while tuning.count_records(database) == 0 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.5)
@@ -87,8 +90,10 @@ def test_ctrl_c_keeps_the_records_and_the_next_run_resumes(mlp_onnx, tmp_path):
     lines = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert lines and "tuning interrupted after" in lines[-1] and "resumes" in lines[-1], stderr[-2000:]
     assert tuning.count_records(database) >= kept
+    assert processes_marked(tmp_path.name) == []
 
-    resumed = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert tuning.count_records(database) > kept
     assert tuning.finished_budget(database) == 48
+    assert processes_marked(tmp_path.name) == []

@@ -3,15 +3,23 @@
 TVM 0.27 takes targets as JSON dicts and rejects "-mcpu=native", so `host` is detected
 with LLVM (`llvm_get_system_cpu`). Cross targets are linked with the GNU cross compilers
 from Debian (`scripts/setup-edge` installs them), Android with LLVM's lld.
+
+Whether a target's code runs on this machine is decided before any of it is loaded:
+the same architecture is not enough (code for `x86-64-avx512` dies with SIGILL on an
+AVX2-only CPU), so the target's instruction-set features, as LLVM expands its `mcpu`
+and `mattr`, are compared with the features this CPU reports (/proc/cpuinfo, which
+also reflects what a hypervisor hides).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dlc.errors import DlcError, UnknownNameError
@@ -53,6 +61,23 @@ class TargetSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "tvm": self.tvm, "arch": self.arch, "device": self.device,
                 "linker": self.linker.command if self.linker else None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TargetSpec":
+        """The target recorded in a manifest (the inverse of `to_dict`; the linker by its command)."""
+        linker = next((l for l in _LINKERS if l.command == d.get("linker")), None)
+        return cls(d["name"], d["tvm"], d["arch"], d.get("device", "cpu"), linker)
+
+    def why_not_here(self) -> str | None:
+        """None if this machine can run the target's code, else why not ("this CPU lacks avx512f")."""
+        if self.arch != host_arch():
+            return f"the library runs on {self.arch}, this machine is {host_arch()}"
+        if self.device == "cuda" and not cuda_present():
+            return "the library runs on a CUDA GPU and this machine has none"
+        missing = missing_cpu_features(self.tvm)
+        if missing:
+            return f"this CPU lacks {', '.join(missing)}"
+        return None
 
     def tvm_target(self):
         import tvm
@@ -116,17 +141,86 @@ PRESETS: dict[str, TargetSpec] = {t.name: t for t in [
 ]}
 
 
+_LINKERS = (AARCH64_GCC, ARMHF_GCC, ANDROID_LLD)
+
+
 def host_arch() -> str:
     machine = platform.machine().lower()
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
 
 
 def host_target() -> TargetSpec:
+    """This CPU as LLVM names it, minus any feature of that model the CPU does not report.
+
+    A virtual machine may hide features of the physical model (AVX-512 on a Zen 4 guest,
+    say); LLVM names the model, so those features are switched off explicitly.
+    """
     from tvm.target import codegen
 
     cpu = codegen.llvm_get_system_cpu()
-    return TargetSpec("host", {"kind": "llvm", "mcpu": cpu, "num-cores": physical_cores()}, host_arch(),
-                      description=f"this machine's CPU ({cpu})")
+    spec: dict[str, Any] = {"kind": "llvm", "mcpu": cpu, "num-cores": physical_cores()}
+    hidden = missing_cpu_features(spec)
+    if hidden:
+        spec["mattr"] = [f"-{feature}" for feature in hidden]
+    return TargetSpec("host", spec, host_arch(), description=f"this machine's CPU ({cpu})")
+
+
+# LLVM's name of an instruction-set feature → the flag Linux lists in /proc/cpuinfo for it.
+# Only features that add instructions are here; LLVM's tuning flags ("fast-gather") are not.
+_X86_FLAGS = {
+    "sse": "sse", "sse2": "sse2", "sse3": "pni", "ssse3": "ssse3", "sse4.1": "sse4_1", "sse4.2": "sse4_2",
+    "sse4a": "sse4a", "popcnt": "popcnt", "avx": "avx", "avx2": "avx2", "fma": "fma", "fma4": "fma4", "f16c": "f16c",
+    "bmi": "bmi1", "bmi2": "bmi2", "lzcnt": "abm", "movbe": "movbe", "aes": "aes", "pclmul": "pclmulqdq",
+    "vaes": "vaes", "vpclmulqdq": "vpclmulqdq", "gfni": "gfni", "sha": "sha_ni", "adx": "adx", "rdrnd": "rdrand",
+    "rdseed": "rdseed", "avx512f": "avx512f", "avx512cd": "avx512cd", "avx512bw": "avx512bw",
+    "avx512dq": "avx512dq", "avx512vl": "avx512vl", "avx512ifma": "avx512ifma", "avx512vbmi": "avx512vbmi",
+    "avx512vbmi2": "avx512_vbmi2", "avx512vnni": "avx512_vnni", "avx512bitalg": "avx512_bitalg",
+    "avx512vpopcntdq": "avx512_vpopcntdq", "avx512bf16": "avx512_bf16", "avx512fp16": "avx512_fp16",
+    "avxvnni": "avx_vnni", "amx-tile": "amx_tile", "amx-int8": "amx_int8", "amx-bf16": "amx_bf16",
+    "amx-fp16": "amx_fp16",
+}
+_ARM64_FLAGS = {"neon": "asimd", "fp-armv8": "fp", "crc": "crc32", "aes": "aes", "sha2": "sha2",
+                "dotprod": "asimddp", "fullfp16": "asimdhp", "i8mm": "i8mm", "bf16": "bf16", "sve": "sve",
+                "sve2": "sve2", "lse": "atomics", "rcpc": "lrcpc"}
+_ARM32_FLAGS = {"neon": "neon", "vfp3": "vfpv3", "vfp4": "vfpv4", "crc": "crc32", "fp16": "half"}
+_FLAG_TABLES = {"x86_64": _X86_FLAGS, "aarch64": _ARM64_FLAGS, "armv7l": _ARM32_FLAGS}
+
+
+def missing_cpu_features(tvm_target: dict[str, Any]) -> list[str]:
+    """Instruction-set features the target's CPU code uses that this CPU lacks (LLVM names, sorted).
+
+    For a GPU target the host code is checked. Where this CPU's features cannot be read
+    (no /proc/cpuinfo), nothing is reported missing.
+    """
+    import tvm
+    from tvm.target import codegen
+
+    host_side = tvm_target if tvm_target.get("kind") == "llvm" else tvm_target.get("host", {})
+    table, flags = _FLAG_TABLES.get(host_arch(), {}), host_cpu_flags()
+    if not host_side or not table or not flags:
+        return []
+    features = codegen.llvm_get_cpu_features(tvm.target.Target(host_side))
+    return sorted(f for f in features if f in table and table[f] not in flags)
+
+
+@functools.cache
+def host_cpu_flags() -> frozenset[str]:
+    """The CPU features Linux reports for this machine ("flags" on x86, "Features" on ARM)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cuda_present() -> bool:
+    import tvm
+
+    return bool(tvm.cuda().exist)
 
 
 def physical_cores() -> int:
