@@ -73,8 +73,9 @@ def load(path: str | Path) -> Checkpoint:
     try:
         data = torch.load(p, weights_only=True, map_location="cpu")
     except Exception as e:  # torch.load raises IndexError, UnpicklingError, RuntimeError... on junk
-        raise InvalidModelError(
-            f"{p} is not a dlc checkpoint ({_first_line(e)}); create one with `dlc train -o {p.name}`") from e
+        reason = _first_line(e).split(". ")[0]
+        raise InvalidModelError(f"{p} is not a dlc checkpoint (torch.load with weights_only=True: {reason}); pass "
+                                "a checkpoint written by `dlc train`, or a zoo model name") from e
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InvalidModelError(f"{p} is not a dlc checkpoint (no '{FORMAT}' header); "
                                 f"create one with `dlc train -o {p.name}`")

@@ -116,7 +116,7 @@ def _annotate(path: Path, ckpt: Checkpoint) -> None:
             "dlc.preprocess": ckpt.preprocess or "", "dlc.dataset": ckpt.dataset or ""}
     for key, value in meta.items():
         model.metadata_props.add(key=key, value=value)
-    model.producer_name = "dlc"
+    model.producer_name, model.producer_version = "dlc", __version__
     onnx.save(model, str(path))
 
 

@@ -7,14 +7,17 @@ code 1; Ctrl-C exits 130. Anything else is a bug in dlc and keeps its traceback.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
 
+from dlc import __version__
 from dlc.errors import DlcError
 
-# typer 0.29 vendors click; pyproject pins typer to that minor version for this import.
+# typer 0.29 vendors click; pyproject pins typer to that minor version for these imports.
 from typer._click import ClickException
+from typer._click.exceptions import NoArgsIsHelpError
 
 
 class DlcGroup(TyperGroup):
@@ -27,6 +30,8 @@ class DlcGroup(TyperGroup):
             _fail(str(e))
         except typer.Abort:
             _fail("interrupted", 130)
+        except NoArgsIsHelpError:  # `dlc` or `dlc device` alone: the help was printed, nothing failed
+            code = 0
         except ClickException as e:  # usage errors: unknown option, bad value
             _fail(f"{e.format_message()} (see `{_help_command(args)}`)")
         sys.exit(code if isinstance(code, int) else 0)
@@ -49,9 +54,17 @@ app = typer.Typer(
     help="Train in PyTorch, export to ONNX, compile with Apache TVM, and measure the result.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode="markdown",  # help texts say "[default: ...]", which rich markup would swallow
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+@app.callback(invoke_without_command=True)
+def _main(version: Annotated[bool, typer.Option("--version", help="Print dlc's version and exit.")] = False):
+    if version:
+        typer.echo(f"dlc {__version__}")
+        raise typer.Exit()
 
 
 def _register() -> None:

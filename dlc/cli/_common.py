@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -11,7 +13,10 @@ from rich.table import Table
 
 from dlc.errors import DlcError
 
-console = Console(highlight=False, markup=False)  # model and file names may contain [brackets]
+# Model and file names may contain [brackets]: no markup. Output to a pipe or a file is not
+# wrapped at 80 columns (soft_wrap), and its tables get room (COLUMNS, if set, still rules).
+console = Console(highlight=False, markup=False, soft_wrap=True,
+                  width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 
 
 def parse_shapes(values: list[str] | None) -> dict[str, list[int]]:

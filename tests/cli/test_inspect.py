@@ -69,3 +69,10 @@ def test_bad_inputs_are_one_line_errors(conv_gemm, tmp_path):
     assert_one_line_error(run_dlc("inspect", junk), "is not an ONNX model")
     assert_one_line_error(run_dlc("inspect", tmp_path / "missing.onnx"), "missing.onnx")
     assert_one_line_error(run_dlc("inspect", conv_gemm, "--shape", "y=1,10"), "unknown input(s) y")
+
+
+def test_an_exported_model_names_dlc_and_its_version_as_producer(runner, onnx_model):
+    from dlc import __version__
+
+    result = invoke(runner, "inspect", onnx_model)
+    assert result.exit_code == 0 and f"producer dlc {__version__}" in result.stdout, result.stdout

@@ -30,3 +30,42 @@ def test_missing_argument_is_one_line_exit_1():
 def test_library_error_from_a_real_process(tmp_path):
     proc = run_dlc("doctor", tmp_path / "nothing.onnx")
     assert_one_line_error(proc, "nothing.onnx", "not found")
+
+
+def test_dlc_alone_prints_help_without_an_error():
+    for args in ((), ("device",)):
+        proc = run_dlc(*args)
+        assert proc.returncode == 0 and "Usage" in proc.stdout and "error" not in proc.stderr, proc.stderr
+
+
+def test_version():
+    from dlc import __version__
+
+    proc = run_dlc("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"dlc {__version__}"
+
+
+def test_help_texts_keep_their_bracketed_defaults():
+    """Rich markup once swallowed "[default: ...]" and left "Maximum epochs ." behind."""
+    import re
+
+    proc = run_dlc("train", "--help", env={"COLUMNS": "300"})  # one line per option
+    assert "Maximum epochs [default: the model's recipe, else 30]." in proc.stdout, proc.stdout
+    assert not re.search(r"\w \.(\s|$)", proc.stdout), proc.stdout
+
+
+def test_output_to_a_pipe_is_not_wrapped_at_80_columns(tmp_path):
+    long_dir = tmp_path / ("a-directory-name-long-enough-to-push-the-line-past-eighty-columns" * 2)
+    proc = run_dlc("bench", long_dir / "missing.dlc")
+    assert_one_line_error(proc, "artifact not found", "dlc compile")  # an artifact, not "ONNX model not found"
+    proc = run_dlc("targets")
+    assert proc.returncode == 0 and all(len(line) <= 160 for line in proc.stdout.splitlines())
+    assert "runs here" in proc.stdout and "yes" in proc.stdout
+
+
+def test_a_file_that_is_not_a_checkpoint_is_never_offered_as_an_output(tmp_path):
+    script = tmp_path / "mymodel.py"
+    script.write_text("import torch\n")
+    proc = run_dlc("export", script)
+    assert_one_line_error(proc, "is not a dlc checkpoint", "dlc train")
+    assert "-o mymodel.py" not in proc.stderr and script.read_text() == "import torch\n"
