@@ -13,13 +13,22 @@ from dlc.training import OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDivergedErr
 from tests.conftest import assert_one_line_error, invoke
 
 
+# A learning rate each optimizer is known to work with on this MLP. One shared rate left RMSprop
+# at 2.5 after a first-epoch blow-up on one CPU and SGD a hair under chance on another.
+LEARNING_RATES = {"adam": 3e-3, "sgd": 0.1, "rmsprop": 1e-3, "adagrad": 0.03}
+
+
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_every_optimizer_and_schedule_trains(optimizer, schedule):
-    result = train(TrainConfig(model="mlp", optimizer=optimizer, schedule=schedule, epochs=2, lr=0.01))
-    assert result.history[-1].train_loss < 2.3 and len(result.history) == 2  # below chance-level loss ln(10)
+    lr = LEARNING_RATES[optimizer]
+    result = train(TrainConfig(model="mlp", optimizer=optimizer, schedule=schedule, epochs=4, lr=lr))
+    losses = [h.val_loss for h in result.history]
+    # Learned, with margin on every CPU seen: the worst case (SGD, step schedule) ends at 1.58,
+    # against 1.84 here and chance-level ln(10) = 2.30.
+    assert len(losses) == 4 and losses[-1] < 0.8 * np.log(10) and losses[-1] < losses[0], losses
     if schedule in ("step", "cosine", "onecycle"):
-        assert result.history[-1].lr != 0.01  # the schedule moved the learning rate
+        assert result.history[-1].lr != lr  # the schedule moved the learning rate
 
 
 def test_l1_shrinks_the_weights():

@@ -40,11 +40,13 @@ class ServeConfig:
 
 class _Metrics:
     def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
         self.requests = Counter("dlc_requests", "Inference requests by model and HTTP status",
                                 ["model", "status"], registry=self.registry)
+        self.in_flight = Gauge("dlc_requests_in_flight", "Inference requests received and not yet answered",
+                               ["model"], registry=self.registry)
         buckets = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
         self.latency = Histogram("dlc_request_seconds", "Inference latency by stage (queue, compute, total)",
                                  ["model", "stage"], buckets=buckets, registry=self.registry)
@@ -143,6 +145,7 @@ def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
         model = lookup(request)
         start = time.perf_counter()
         status = 500
+        metrics.in_flight.labels(model.name).inc()
         try:
             if not model.ready:
                 raise unavailable(model)
@@ -168,6 +171,7 @@ def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
             status = e.status
             raise
         finally:
+            metrics.in_flight.labels(model.name).dec()
             metrics.requests.labels(model.name, str(status)).inc()
             metrics.latency.labels(model.name, "total").observe(time.perf_counter() - start)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -84,14 +86,14 @@ def fleet():
     port = _free_port()
     tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
                                 "--port", str(port), "--port-end", str(port + 1)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         time.sleep(3)
         with start_board("raspberry-pi-4", port=_free_port(), key="rpi4-fleet", tracker=f"127.0.0.1:{port}"):
             time.sleep(2)  # the server registers with the tracker after it starts listening
             yield f"127.0.0.1:{port}", "rpi4-fleet"
-    finally:
-        tracker.terminate()
+    finally:  # the tracker serves from a TVM popen worker of its own: end the whole group
+        os.killpg(tracker.pid, signal.SIGTERM)
         tracker.wait(10)
 
 
