@@ -19,9 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from dlc.errors import (ArtifactIntegrityError, BackendUnavailableError, InputFileError, InvalidModelError,
-                        WrongArchitectureError)
-from dlc.runtime.specs import TensorSpec
+from dlc.errors import (
+    ArtifactIntegrityError,
+    BackendUnavailableError,
+    InputFileError,
+    InvalidModelError,
+    WrongArchitectureError,
+)
+from dlc.specs import TensorSpec
 
 FORMAT = "dlc-artifact"
 FORMAT_VERSION = 1

@@ -63,3 +63,12 @@ class DeviceError(DlcError, ConnectionError):
 
 class BackendUnavailableError(DlcError, RuntimeError):
     """A backend was asked for but cannot run (missing checkpoint, missing package)."""
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name if it has none), at most `limit` characters.
+
+    Libraries raise multi-line messages (tracebacks of C++ code, long explanations); a
+    dlc error quotes only their first line.
+    """
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]

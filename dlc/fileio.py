@@ -75,3 +75,16 @@ def write_json(path: str | os.PathLike, data: dict) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     return Path(path)
+
+
+MODEL_SUFFIXES = (".dlc", ".onnx", ".pt")
+
+
+def beside(source: str | os.PathLike, suffix: str) -> Path:
+    """Where an output derived from `source` goes by default: beside it, its model suffix replaced.
+
+    `cnn.pt` → `cnn.metrics.json`, `model.dlc/` → `model.bench.json`, `model.onnx` → `model.dlc`.
+    """
+    path = Path(str(source).rstrip("/"))
+    name = next((path.name.removesuffix(s) for s in MODEL_SUFFIXES if path.name.endswith(s)), path.name)
+    return path.with_name(name + suffix)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlc.errors import InvalidModelError
+from dlc.errors import InvalidModelError, first_line
 from dlc.fileio import require_file
-from dlc.runtime.specs import TensorSpec
+from dlc.specs import TensorSpec
 
 
 def load_model(path: str | Path, check: bool = True):
@@ -27,8 +27,7 @@ def load_model(path: str | Path, check: bool = True):
         try:
             onnx.checker.check_model(model, full_check=False)
         except onnx.checker.ValidationError as e:
-            first = str(e).strip().splitlines()[0]
-            raise InvalidModelError(f"{p} fails the ONNX checker: {first}") from e
+            raise InvalidModelError(f"{p} fails the ONNX checker: {first_line(e)}") from e
     return model
 
 

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlc import checkpoint
 from dlc.compiler.build import CompileConfig, CompileReport, compile_model
 from dlc.exporters.pytorch import ExportConfig, ExportReport, export_checkpoint
 from dlc.fileio import write_json
 from dlc.runtime.bench import BenchConfig, BenchReport, benchmark
-from dlc.training import EpochStats, TrainConfig, TrainResult, train
+from dlc.training import EpochStats, TrainConfig, TrainResult, checkpoint, train
 
 STAGES = ("train", "export", "compile", "bench")
 

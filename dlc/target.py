@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlc.errors import DlcError, UnknownNameError
+from dlc.errors import DlcError, UnknownNameError, first_line
 
 SETUP_EDGE = "./scripts/setup-edge"
 
@@ -80,6 +80,10 @@ class TargetSpec:
         return None
 
     def tvm_target(self):
+        return self._tvm_target
+
+    @functools.cached_property
+    def _tvm_target(self):  # built once per spec: TVM parses and validates the JSON each time
         import tvm
 
         return tvm.target.Target(self.tvm)
@@ -217,6 +221,13 @@ def host_cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+def tvm_device(device: str, session=None):
+    """The TVM device for a target's `device` ("cpu" or "cuda"): on this machine, or on an RPC session's."""
+    import tvm
+
+    return getattr(session or tvm, device)()
+
+
 def cuda_present() -> bool:
     import tvm
 
@@ -234,15 +245,27 @@ def preset_names() -> list[str]:
 
 
 def resolve_target(name: str) -> TargetSpec:
-    """A preset name, or a TVM JSON target (`{"kind": "llvm", "mcpu": "skylake"}`)."""
+    """A preset name, or a TVM JSON target (`{"kind": "llvm", "mcpu": "skylake"}`).
+
+    A CPU target without "num-cores" gets this machine's: MetaSchedule needs the count,
+    and the default schedules split parallel work by it.
+    """
     if name == "host":
         return host_target()
     if name in PRESETS:
-        return PRESETS[name]
+        return _with_cores(PRESETS[name])
     if name.lstrip().startswith("{"):
-        return _from_json(name)
+        return _with_cores(_from_json(name))
     raise UnknownNameError(f"unknown target {name!r}; use one of: {', '.join(preset_names())} "
                            "(see `dlc targets`), or a TVM JSON target such as '{\"kind\": \"llvm\", \"mcpu\": \"skylake\"}'")
+
+
+def _with_cores(spec: TargetSpec) -> TargetSpec:
+    import dataclasses
+
+    if spec.tvm.get("kind") != "llvm" or "num-cores" in spec.tvm:
+        return spec
+    return dataclasses.replace(spec, tvm={**spec.tvm, "num-cores": physical_cores()})
 
 
 _TRIPLE_LINKERS = {"aarch64-linux-gnu": AARCH64_GCC, "aarch64-linux-android": ANDROID_LLD,
@@ -256,7 +279,7 @@ def _from_json(text: str) -> TargetSpec:
         spec = json.loads(text)
         tvm.target.Target(spec)
     except (json.JSONDecodeError, ValueError, TypeError, RuntimeError) as e:
-        raise UnknownNameError(f"invalid TVM target {text!r}: {str(e).splitlines()[0]}") from e
+        raise UnknownNameError(f"invalid TVM target {text!r}: {first_line(e)}") from e
     host = spec.get("host", spec) if spec.get("kind") != "llvm" else spec
     triple = host.get("mtriple", "")
     arch = _triple_arch(triple) if triple else host_arch()

@@ -15,14 +15,14 @@ import argparse
 import json
 from pathlib import Path
 
-from dlc import checkpoint
-from dlc.compiler.build import CompileConfig, compile_model
+from dlc.compiler.build import CompileConfig, TuningOptions, compile_model
 from dlc.errors import DlcError
 from dlc.exporters.pytorch import ExportConfig, export_checkpoint
 from dlc.fileio import write_json
 from dlc.onnxio import load_model
-from dlc.optimizer import OptimizeConfig, optimize_file, summarize
+from dlc.optimize import OptimizeConfig, optimize_file, summarize
 from dlc.runtime.bench import BenchConfig, benchmark, machine_info
+from dlc.training import checkpoint
 
 
 def measure(onnx_path: Path, work: Path, runs: int) -> dict:
@@ -33,7 +33,7 @@ def measure(onnx_path: Path, work: Path, runs: int) -> dict:
     row = {k: v for k, v in summarize(load_model(onnx_path), onnx_path).items() if k != "ops"}
     artifact = work / f"{onnx_path.stem}.dlc"
     try:
-        compiled = compile_model(onnx_path, artifact, CompileConfig(force=True, tuning_db=work / "no-tuning"))
+        compiled = compile_model(onnx_path, artifact, CompileConfig(force=True, tuning=TuningOptions(database=work / "no-tuning")))
     except DlcError as e:
         row |= {"tvm_error": str(e), "tvm_p50_ms": None, "tvm_p99_ms": None}
         report = benchmark(onnx_path, BenchConfig(backends=("onnxruntime",), runs=runs))

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dlc import checkpoint
 from dlc.exporters.pytorch import ExportConfig, export_checkpoint
 from dlc.fileio import write_json
+from dlc.runtime.backends import open_session
 from dlc.runtime.bench import machine_info
-from dlc.runtime.session import open_session
+from dlc.training import checkpoint
 
 
 def summarize(latencies: list[float], seconds: float) -> dict:

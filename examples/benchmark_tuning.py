@@ -11,12 +11,11 @@ import json
 import time
 from pathlib import Path
 
-from dlc import checkpoint
-from dlc.compiler.build import CompileConfig, compile_model
+from dlc.compiler.build import CompileConfig, TuningOptions, compile_model
 from dlc.exporters.pytorch import ExportConfig, export_checkpoint
 from dlc.fileio import write_json
 from dlc.runtime.bench import BenchConfig, benchmark, machine_info
-from dlc.training import TrainConfig, train
+from dlc.training import TrainConfig, checkpoint, train
 
 
 def main() -> None:
@@ -34,11 +33,11 @@ def main() -> None:
     checkpoint.save(ckpt, work / "model.pt")
     export_checkpoint(ckpt, work / "model.onnx", ExportConfig(force=True))
 
-    untuned = compile_model(work / "model.onnx", work / "untuned.dlc", CompileConfig(force=True,
-                            tuning_db=work / "no-tuning"))
+    untuned = compile_model(work / "model.onnx", work / "untuned.dlc", CompileConfig(
+        force=True, tuning=TuningOptions(database=work / "no-tuning")))
     start = time.perf_counter()
     tuned = compile_model(work / "model.onnx", work / "tuned.dlc", CompileConfig(
-        force=True, tune_trials=args.trials, tuning_db=work / f"tuning-{args.trials}"))
+        force=True, tuning=TuningOptions(trials=args.trials, database=work / f"tuning-{args.trials}")))
     tuning_seconds = time.perf_counter() - start
 
     config = BenchConfig(runs=args.runs, checkpoint=work / "model.pt")

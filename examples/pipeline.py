@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dlc import checkpoint
 from dlc.compiler.build import CompileConfig, compile_model
 from dlc.exporters.pytorch import ExportConfig, export_checkpoint
-from dlc.data import load_dataset
+from dlc.runtime.backends import open_session
 from dlc.runtime.bench import BenchConfig, benchmark
-from dlc.runtime.session import open_session
-from dlc.training import TrainConfig, train
+from dlc.training import TrainConfig, checkpoint, train
+from dlc.training.data import load_dataset
 
 work = Path(sys.argv[1] if len(sys.argv) > 1 else "pipeline-out")
 work.mkdir(parents=True, exist_ok=True)

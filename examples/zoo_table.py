@@ -14,13 +14,13 @@ import argparse
 import json
 from pathlib import Path
 
-from dlc import checkpoint, zoo
-from dlc.compiler.build import CompileConfig, compile_model
+from dlc import zoo
+from dlc.analysis.inspect import inspect_model
+from dlc.compiler.build import CompileConfig, TuningOptions, compile_model
 from dlc.exporters.pytorch import export_checkpoint
 from dlc.fileio import write_json
-from dlc.inspection import inspect_model
 from dlc.runtime.bench import BenchConfig, benchmark, machine_info
-from dlc.training import TrainConfig, train
+from dlc.training import TrainConfig, checkpoint, train
 
 
 def measure(name: str, work: Path, runs: int, max_steps: int | None) -> dict:
@@ -28,7 +28,7 @@ def measure(name: str, work: Path, runs: int, max_steps: int | None) -> dict:
     checkpoint.save(trained.checkpoint, work / f"{name}.pt")
     onnx_path = export_checkpoint(trained.checkpoint, work / f"{name}.onnx").path
     info = inspect_model(onnx_path)
-    compiled = compile_model(onnx_path, work / f"{name}.dlc", CompileConfig(force=True, tuning_db=work / "no-tuning"))
+    compiled = compile_model(onnx_path, work / f"{name}.dlc", CompileConfig(force=True, tuning=TuningOptions(database=work / "no-tuning")))
     bench = benchmark(work / f"{name}.dlc", BenchConfig(backends=("tvm", "onnxruntime"), runs=runs))
     p50 = {r.backend: round(r.latency_ms["p50"], 4) for r in bench.results}
     return {"task": trained.task, "parameters": info.parameters, "flops": info.flops, "macs": info.macs,

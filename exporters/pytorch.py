@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from dlc import __version__, zoo
-from dlc.checkpoint import Checkpoint
-from dlc.errors import DlcError, NumericMismatchError
+from dlc.errors import DlcError, NumericMismatchError, first_line
 from dlc.fileio import atomic_path, check_output
-from dlc.runtime.specs import TensorSpec, random_inputs
+from dlc.numerics import Tolerance, compare
+from dlc.specs import SAMPLE_DIM, TensorSpec, random_inputs
+from dlc.training.checkpoint import Checkpoint
 
 MIN_OPSET = 18  # the dynamo exporter's native opset; lower ones go through a version converter
+VALIDATION_BATCHES = (1, 3)  # a dynamic batch is validated at sizes other than the one it was traced at
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,19 @@ class ExportReport:
                 "seconds": round(self.seconds, 3)}
 
 
+def resolve_source(source: str, model_args: dict[str, Any] | None = None) -> Checkpoint:
+    """A checkpoint file, else a zoo model name built with fresh weights (and `model_args`)."""
+    from dlc.errors import InputFileError
+    from dlc.training import checkpoint
+
+    if Path(source).exists():
+        return checkpoint.load(source)
+    if source in zoo.names():
+        return checkpoint.untrained(source, model_args or {})
+    raise InputFileError(f"{source!r} is neither a checkpoint file nor a zoo model; "
+                         f"pass a checkpoint from `dlc train` or one of: {', '.join(zoo.names())}")
+
+
 def export_checkpoint(ckpt: Checkpoint, out: str | Path, config: ExportConfig = ExportConfig()) -> ExportReport:
     """Exports a trained (or freshly built) zoo model to ONNX at `out` and validates it."""
     import torch
@@ -67,8 +80,8 @@ def export_checkpoint(ckpt: Checkpoint, out: str | Path, config: ExportConfig = 
         raise DlcError(f"opset {config.opset} is too old for torch's exporter; use --opset {MIN_OPSET} or newer")
     spec = zoo.get(ckpt.model)
     module = ckpt.build_module()
-    # torch.export specializes a dimension whose example size is 1, so a dynamic batch is traced at 2
-    example = torch.zeros((max(config.batch, 2) if config.dynamic_batch else config.batch, *ckpt.input_shape))
+    # torch.export specializes a dimension whose example size is 1: a dynamic batch is traced at SAMPLE_DIM
+    example = torch.zeros((max(config.batch, SAMPLE_DIM) if config.dynamic_batch else config.batch, *ckpt.input_shape))
     tolerance = config.tolerance if config.tolerance is not None else spec.tolerance
     with atomic_path(out) as tmp:
         _torch_export(module, example, tmp, spec, config)
@@ -79,7 +92,7 @@ def export_checkpoint(ckpt: Checkpoint, out: str | Path, config: ExportConfig = 
         if config.dynamic_batch and all(isinstance(s.shape[0], int) for s in inputs):
             raise DlcError(f"torch.export fixed the batch dimension of {spec.name!r} at {inputs[0].shape[0]}; "
                            f"export without --dynamic-batch (and pick the batch with --batch)")
-        batches = [config.batch] if not config.dynamic_batch else [1, 3]
+        batches = [config.batch] if not config.dynamic_batch else list(VALIDATION_BATCHES)
         diff = _validate(module, tmp, inputs, batches, tolerance, config.seed)
     return ExportReport(out, ckpt.model, config.opset, inputs, outputs, diff, tolerance, batches,
                         time.perf_counter() - start)
@@ -102,8 +115,7 @@ def _torch_export(module, example, path: Path, spec: zoo.ModelSpec, config: Expo
                                         dynamo=True, dynamic_shapes=dynamic_shapes, optimize=config.optimize,
                                         verbose=False)
     except Exception as e:  # torch.export raises many types for code it cannot trace
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise DlcError(f"torch.onnx export of {spec.name!r} failed: {first}") from e
+        raise DlcError(f"torch.onnx export of {spec.name!r} failed: {first_line(e)}") from e
     program.save(str(path))
 
 
@@ -120,8 +132,8 @@ def _annotate(path: Path, ckpt: Checkpoint) -> None:
     onnx.save(model, str(path))
 
 
-def _validate(module, onnx_path: Path, inputs, batches, tolerance, seed) -> float:
-    """Runs PyTorch and ONNX Runtime on sample inputs; collects every output over tolerance."""
+def _validate(module, onnx_path: Path, inputs, batches, tolerance: float, seed) -> float:
+    """Runs PyTorch and ONNX Runtime on sample inputs; collects every output over tolerance, at every batch."""
     import torch
 
     from dlc.runtime.session import OrtSession
@@ -132,12 +144,9 @@ def _validate(module, onnx_path: Path, inputs, batches, tolerance, seed) -> floa
         with torch.no_grad():
             expected = module(*(torch.from_numpy(feed[s.name]) for s in inputs))
         expected = expected if isinstance(expected, (tuple, list)) else (expected,)
-        got = session.run(feed)
-        for spec, want in zip(session.outputs, expected):
-            diff = float(np.abs(got[spec.name] - want.numpy()).max(initial=0.0))
-            worst = max(worst, diff)
-            if diff > tolerance:
-                failures.append(f"{spec.name} at batch {batch}: {diff:.3g}")
+        want = {spec.name: e.numpy() for spec, e in zip(session.outputs, expected)}
+        result = compare(session.run(feed), want, Tolerance(atol=tolerance, rtol=0.0), f"at batch {batch}")
+        worst, failures = max(worst, result.max_abs_diff), failures + result.failures
     if failures:
         raise NumericMismatchError(f"ONNX Runtime differs from PyTorch beyond tolerance {tolerance:g}: "
                                    f"{'; '.join(failures)}; nothing was written (raise --tolerance only if "

@@ -8,8 +8,23 @@ Every pass is registered by name (`REGISTRY`), so `dlc optimize --passes a,b` an
 """
 
 from dlc.passes import cleanup, float16, fusion, lowering  # noqa: F401 - importing registers the passes
-from dlc.passes.infra import REGISTRY, Pass, PassResult, RewritePass, Tolerance, count_nodes, register
-from dlc.passes.pipeline import LEVELS, PassRecord, Verifier, from_names, level, run_passes
+from dlc.passes.infra import (
+           REGISTRY,
+           Pass,
+           PassResult,
+           RewritePass,
+           Tolerance,
+           count_nodes,
+           register,
+)
+from dlc.passes.pipeline import (
+           LEVELS,
+           PassRecord,
+           Verifier,
+           from_names,
+           level,
+           run_passes,
+)
 
 __all__ = ["LEVELS", "REGISTRY", "Pass", "PassRecord", "PassResult", "RewritePass", "Tolerance", "Verifier",
            "count_nodes", "from_names", "level", "register", "run_passes"]

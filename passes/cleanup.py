@@ -18,8 +18,16 @@ from onnx_ir.passes import common as ir_passes
 from onnxscript.optimizer import fold_constants
 from onnxscript.rewriter.rules import common as rules
 
-from dlc.errors import InvalidModelError
-from dlc.passes.infra import Pass, PassResult, RewritePass, count_nodes, onnx_opset, register, replace_contents
+from dlc.errors import InvalidModelError, first_line
+from dlc.passes.infra import (
+    Pass,
+    PassResult,
+    RewritePass,
+    count_nodes,
+    onnx_opset,
+    register,
+    replace_contents,
+)
 from dlc.passes.rules.dropout import dropout_at_inference_rules
 
 
@@ -247,8 +255,7 @@ class ConvertOpsetPass(Pass):
         try:
             converted = onnx.version_converter.convert_version(ir.serde.serialize_model(model), self.opset)
         except Exception as e:  # noqa: BLE001 - the converter raises RuntimeError/ValueError per op adapter
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise InvalidModelError(f"cannot convert opset {current} to {self.opset}: {first}; "
+            raise InvalidModelError(f"cannot convert opset {current} to {self.opset}: {first_line(e)}; "
                                     f"export at --opset {self.opset} instead") from e
         replace_contents(model, ir.serde.deserialize_model(converted))
         return PassResult(model, True, {"opset_before": current, "opset": self.opset})

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from dlc.passes.infra import Pass, PassResult, Tolerance, count_nodes, register, replace_contents
+from dlc.passes.infra import (
+    Pass,
+    PassResult,
+    Tolerance,
+    count_nodes,
+    register,
+    replace_contents,
+)
 
 
 @register

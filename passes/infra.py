@@ -15,6 +15,8 @@ import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass, RemoveUnusedOpsetsPass
 from onnxscript.rewriter import RewriteRule, RewriteRuleSet
 
+from dlc.numerics import Tolerance
+
 Stats = dict[str, Any]
 
 
@@ -23,17 +25,6 @@ class PassResult(ir.passes.PassResult):
     """onnx-ir's result plus what the pass did, e.g. `{"conv-bn": 3}`."""
 
     stats: Stats = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True)
-class Tolerance:
-    """A pass's output may differ from its input's by at most `atol + rtol * max|reference|`."""
-
-    atol: float = 1e-4
-    rtol: float = 1e-4
-
-    def limit(self, reference_scale: float) -> float:
-        return self.atol + self.rtol * reference_scale
 
 
 class Pass(ir.passes.InPlacePass):

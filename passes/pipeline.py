@@ -19,7 +19,8 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from dlc.errors import DlcError, NumericMismatchError, UnknownNameError
+from dlc.errors import DlcError, NumericMismatchError, UnknownNameError, first_line
+from dlc.numerics import Tolerance, compare
 from dlc.passes.cleanup import (
     DeduplicateInitializersPass,
     EliminateCommonSubexpressionsPass,
@@ -39,7 +40,7 @@ from dlc.passes.fusion import (
     FuseMatMulAddPass,
     FusePadConvPass,
 )
-from dlc.passes.infra import REGISTRY, Pass, Stats, Tolerance, count_nodes
+from dlc.passes.infra import REGISTRY, Pass, Stats, count_nodes
 
 LEVELS = (0, 1, 2, 3)
 
@@ -123,8 +124,7 @@ class Verifier:
             session = ort.InferenceSession(ir.serde.serialize_model(model).SerializeToString(), options,
                                            providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise DlcError(f"ONNX Runtime cannot load the model to verify the passes ({first}); "
+            raise DlcError(f"ONNX Runtime cannot load the model to verify the passes ({first_line(e)}); "
                            f"fix the model, or skip verification with --no-verify") from e
         # a pass may change input dtypes (float16 without float32 I/O): feed what the model takes
         feed = {i.name: self.inputs[i.name].astype(_np_dtype(i.type)) for i in session.get_inputs()}
@@ -134,21 +134,13 @@ class Verifier:
     def step(self, model: ir.Model, pass_name: str, tolerance: Tolerance) -> tuple[float, float]:
         """Max abs diff against the previous model and its limit; raises beyond the limit."""
         outputs = self.run(model)
-        worst, worst_limit, failures = 0.0, tolerance.limit(0.0), []
-        for name, want in self.reference.items():
-            want64, got64 = want.astype(np.float64), outputs[name].astype(np.float64)
-            diff = float(np.abs(got64 - want64).max(initial=0.0))
-            limit = tolerance.limit(float(np.abs(want64).max(initial=0.0)))
-            if diff > limit or not np.isfinite(diff):
-                failures.append(f"{name!r} by {diff:.3g} (limit {limit:.3g})")
-            if diff >= worst:
-                worst, worst_limit = diff, limit
-        if failures:
-            raise NumericMismatchError(f"pass {pass_name!r} changed output {'; '.join(failures)} on the sample "
-                                       f"inputs; nothing was written (leave it out with --passes, or raise "
+        result = compare(outputs, self.reference, tolerance)
+        if not result.ok:
+            raise NumericMismatchError(f"pass {pass_name!r} changed output {'; '.join(result.failures)} on the "
+                                       f"sample inputs; nothing was written (leave it out with --passes, or raise "
                                        f"--atol/--rtol if this difference is acceptable)")
         self.reference = outputs
-        return worst, worst_limit
+        return result.max_abs_diff, result.limit
 
 
 def _np_dtype(ort_type: str) -> np.dtype:
@@ -180,6 +172,5 @@ def _check(model: ir.Model, pass_name: str) -> None:
     try:
         onnx.checker.check_model(ir.serde.serialize_model(model), full_check=False)
     except onnx.checker.ValidationError as e:
-        first = str(e).strip().splitlines()[0]
-        raise DlcError(f"pass {pass_name!r} produced a model the ONNX checker rejects ({first}); nothing was "
+        raise DlcError(f"pass {pass_name!r} produced a model the ONNX checker rejects ({first_line(e)}); nothing was "
                        f"written; leave the pass out with --passes and report this as a dlc bug") from e

@@ -19,10 +19,10 @@ from typing import Any, Callable
 import numpy as np
 
 from dlc import __version__
-from dlc.runtime.child import run_in_child
-from dlc.runtime.specs import aligned
-
-REFERENCE = "onnxruntime"
+from dlc.child import run_in_child
+from dlc.numerics import compare
+from dlc.runtime.backends import REFERENCE, get_backend
+from dlc.specs import aligned
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,9 @@ class BenchConfig:
     checkpoint: Path | None = None  # needed for the pytorch backend
     inputs: Path | None = None  # an .npz of named inputs; default: the artifact's golden or random inputs
     seed: int = 0
+    artifact: Path | None = None  # the compiled artifact backends that read one run, when `model` is an ONNX file
     remote_artifact: Path | None = None  # an artifact for a device, run through `deploy` as one more row
-    deploy: Any = None  # the DeployConfig naming that device
+    device: Any = None  # the DeviceAddress of that device (rpc.DeviceAddress)
 
 
 @dataclass
@@ -85,7 +86,7 @@ def benchmark(model: str | Path, config: BenchConfig = BenchConfig(),
             on_result(results[-1])
     reference = _reference(results)
     for r in results:
-        r.max_abs_diff = _max_abs_diff(r.outputs, reference.outputs) if reference and r.outputs else None
+        r.max_abs_diff = compare(r.outputs, reference.outputs).max_abs_diff if reference and r.outputs else None
     return BenchReport(str(model), {k: list(v.shape) for k, v in feed.items()}, config, results,
                        reference.backend if reference else None)
 
@@ -93,7 +94,7 @@ def benchmark(model: str | Path, config: BenchConfig = BenchConfig(),
 def _inputs(model: str | Path, config: BenchConfig) -> dict[str, np.ndarray]:
     from dlc.artifact import Artifact, is_artifact
     from dlc.onnxio import io_specs, load_model
-    from dlc.runtime.specs import load_inputs, random_inputs
+    from dlc.specs import load_inputs, random_inputs
 
     if is_artifact(model):
         artifact = Artifact.load(model)
@@ -108,9 +109,11 @@ def _inputs(model: str | Path, config: BenchConfig) -> dict[str, np.ndarray]:
 
 
 def _run_isolated(backend: str, model, feed, config: BenchConfig, batch: int) -> BackendResult:
+    reads = get_backend(backend).reads
+    source = config.artifact if reads == "artifact" and config.artifact else model
     # torch stays out of the other backends' processes: their peak memory is theirs alone
-    raw = run_in_child("dlc.runtime.bench:_measure", backend, str(model), feed, config,
-                       without_torch=backend != "pytorch")
+    raw = run_in_child("dlc.runtime.bench:_measure", backend, str(source), feed, config,
+                       without_torch=reads != "checkpoint")
     latency = latency_stats(raw.pop("times_ms"))
     return BackendResult(backend, latency, round(batch * 1000.0 / latency["mean"], 1), **raw)
 
@@ -128,20 +131,22 @@ def _run_remote(config: BenchConfig, feed, batch: int) -> BackendResult:
     Its percentiles are over the timed repeats (each the mean of `number` calls).
     """
     from dlc.artifact import Artifact
-    from dlc.runtime.remote import deploy
+    from dlc.runtime.deploy import DeployConfig, deploy
 
     golden_in, _ = Artifact.load(config.remote_artifact).golden()
     same_inputs = golden_in.keys() == feed.keys() and all(np.array_equal(golden_in[k], feed[k]) for k in feed)
-    report = deploy(config.remote_artifact, config.deploy)
+    device = config.device
+    report = deploy(config.remote_artifact, DeployConfig(rpc=device.rpc, tracker=device.tracker, key=device.key,
+                                                         number=max(1, config.runs // 10), repeat=10))
     latency = latency_stats(report.repeats_ms)
-    name = report.device.get("board") or config.deploy.key or config.deploy.rpc
+    name = report.device.get("board") or device.key or device.rpc
     return BackendResult(f"tvm@{name}", latency, round(batch * 1000.0 / latency["mean"], 1), None,
                          report.seconds.get("connect", 0.0), outputs=report.outputs if same_inputs else {})
 
 
 def _measure(backend: str, model: str, feed, config: BenchConfig) -> dict[str, Any]:
     """Runs in the child process: open, warm up, time `config.runs` calls."""
-    from dlc.runtime.session import open_session
+    from dlc.runtime.backends import open_session
 
     # Inputs are prepared once, 64-byte aligned, as a serving system's buffers would be.
     feed = {name: aligned(array) for name, array in feed.items()}
@@ -178,11 +183,6 @@ def peak_rss_mb() -> float:
 def _reference(results: list[BackendResult]) -> BackendResult | None:
     by_name = {r.backend: r for r in results}
     return by_name.get(REFERENCE) or (results[0] if results else None)
-
-
-def _max_abs_diff(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> float:
-    return max((float(np.abs(got[k].astype(np.float64) - v).max(initial=0.0)) for k, v in want.items()),
-               default=0.0)
 
 
 def machine_info() -> dict[str, Any]:

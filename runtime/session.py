@@ -6,16 +6,12 @@ measured or served side by side with any other.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from dlc.errors import BackendUnavailableError, UnknownNameError
-from dlc.runtime.specs import TensorSpec, check_inputs
-
-BACKENDS = ("tvm", "onnxruntime", "pytorch")
+from dlc.specs import TensorSpec, check_inputs
 
 
 class Session(Protocol):
@@ -61,7 +57,7 @@ class TorchSession:
                  threads: int | None = None):
         import torch
 
-        from dlc import checkpoint
+        from dlc.training import checkpoint
 
         if threads:
             torch.set_num_threads(threads)
@@ -76,37 +72,3 @@ class TorchSession:
             result = self._module(*(torch.from_numpy(feed[s.name]) for s in self.inputs))
         values = result if isinstance(result, (tuple, list)) else (result,)
         return {o.name: v.numpy() for o, v in zip(self.outputs, values)}
-
-
-def open_session(backend: str, model: str | Path, *, checkpoint: str | Path | None = None,
-                 threads: int | None = None) -> Session:
-    """Opens `backend` on `model`: a `.dlc` artifact directory or an ONNX file.
-
-    For an ONNX file the TVM backend compiles it in memory for the host (untuned).
-    """
-    from dlc.artifact import Artifact, is_artifact
-
-    artifact = Artifact.load(model) if is_artifact(model) else None
-    onnx_path = artifact.onnx_path if artifact else Path(model)
-    if backend == "onnxruntime":
-        return OrtSession(onnx_path, threads)
-    if backend == "tvm":
-        from dlc.runtime.tvm_session import TvmSession
-
-        _set_tvm_threads(threads)
-        return TvmSession.from_artifact(artifact) if artifact else TvmSession.from_onnx(onnx_path)
-    if backend == "pytorch":
-        if checkpoint is None:
-            raise BackendUnavailableError("the pytorch backend needs the training checkpoint: "
-                                          "pass --checkpoint model.pt (or leave pytorch out of --backends)")
-        from dlc.onnxio import io_specs, load_model
-
-        inputs, outputs = io_specs(load_model(onnx_path))
-        return TorchSession(checkpoint, inputs, outputs, threads)
-    raise UnknownNameError(f"unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
-
-
-def _set_tvm_threads(threads: int | None) -> None:
-    # TVM's thread pool reads this when it first starts, which happens on the first run.
-    if threads:
-        os.environ["TVM_NUM_THREADS"] = str(threads)

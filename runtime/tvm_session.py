@@ -1,48 +1,37 @@
-"""A session over a TVM Relax executable: from a verified artifact, or compiled in memory."""
+"""A session over a TVM Relax executable: from a verified artifact, or one just built (`dlc.compiler.session`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import numpy as np
 
-from dlc.runtime.specs import TensorSpec, check_inputs, is_aligned
+from dlc.specs import TensorSpec, check_inputs, is_aligned
+from dlc.target import tvm_device
 
 
 class TvmSession:
     backend = "tvm"
 
     def __init__(self, executable, inputs: list[TensorSpec], outputs: list[TensorSpec], device: str = "cpu"):
-        import tvm
         from tvm import relax
 
-        self.device = tvm.cuda() if device == "cuda" else tvm.cpu()
-        self._cpu = device != "cuda"
+        self.device = tvm_device(device)
+        self._cpu = device == "cpu"
         self._vm = relax.VirtualMachine(executable, self.device)
         self._main = self._vm["main"]
         self.inputs, self.outputs = inputs, outputs
 
     @classmethod
-    def from_artifact(cls, artifact) -> "TvmSession":
+    def from_artifact(cls, artifact, threads: int | None = None) -> "TvmSession":
         """Opens the compiled library of an artifact whose hashes were already checked."""
         import tvm
 
         artifact.require_runnable_here()
+        if threads:  # TVM's thread pool reads this when it first starts, which happens on the first run
+            os.environ["TVM_NUM_THREADS"] = str(threads)
         lib = tvm.runtime.load_module(str(artifact.library_path))
         return cls(lib, artifact.inputs, artifact.outputs, artifact.device)
-
-    @classmethod
-    def from_onnx(cls, onnx_path: str | Path, shapes: dict[str, list[int]] | None = None) -> "TvmSession":
-        """Compiles an ONNX file for the host CPU in memory (untuned, default pipeline)."""
-        from dlc.compiler.build import build_executable, load_for_tvm
-        from dlc.target import resolve_target
-        from dlc.onnxio import io_specs
-        from dlc.runtime.specs import static_specs
-
-        model, _ = load_for_tvm(onnx_path)
-        inputs = static_specs(io_specs(model)[0], shapes)
-        executable = build_executable(model, inputs, resolve_target("host"))
-        return cls(executable, inputs, io_specs(model)[1])
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = check_inputs(self.inputs, inputs)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-from onnx import helper, TensorProto
+from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 from dlc.cli import app

@@ -28,3 +28,18 @@ def test_directory_is_swapped_whole(tmp_path):
         (tmp / "c").write_text("3")
     assert sorted(p.name for p in dest.iterdir()) == ["c"]
     assert [p.name for p in tmp_path.iterdir()] == ["art.dlc"]
+
+
+@pytest.mark.parametrize("source, suffix, expected", [
+    ("runs/cnn.pt", ".metrics.json", "runs/cnn.metrics.json"),
+    ("out/model.dlc/", ".bench.json", "out/model.bench.json"),
+    ("model.onnx", ".dlc", "model.dlc"),
+    ("model.opt.onnx", ".optimize.json", "model.opt.optimize.json"),
+    ("mlp", ".onnx", "mlp.onnx"),  # a zoo name
+])
+def test_default_outputs_go_beside_their_source(source, suffix, expected):
+    from pathlib import Path
+
+    from dlc.fileio import beside
+
+    assert beside(source, suffix) == Path(expected)

@@ -10,14 +10,14 @@ import sys
 from typing import Annotated
 
 import typer
-from typer.core import TyperGroup
-
-from dlc import __version__
-from dlc.errors import DlcError
 
 # typer 0.29 vendors click; pyproject pins typer to that minor version for these imports.
 from typer._click import ClickException
 from typer._click.exceptions import NoArgsIsHelpError
+from typer.core import TyperGroup
+
+from dlc import __version__
+from dlc.errors import DlcError
 
 
 class DlcGroup(TyperGroup):
@@ -68,8 +68,22 @@ def _main(version: Annotated[bool, typer.Option("--version", help="Print dlc's v
 
 
 def _register() -> None:
-    from dlc.cli import (bench, compile, deploy, device, doctor, explain, export, inspect, optimize, quickstart, serve,
-                         targets, train, tune)
+    from dlc.cli import (
+        bench,
+        compile,
+        deploy,
+        device,
+        doctor,
+        explain,
+        export,
+        inspect,
+        optimize,
+        quickstart,
+        serve,
+        targets,
+        train,
+        tune,
+    )
 
     app.command("quickstart")(quickstart.quickstart)
     app.command("train")(train.train)

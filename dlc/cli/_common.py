@@ -50,7 +50,13 @@ def parse_args(values: list[str] | None) -> dict[str, Any]:
 @contextlib.contextmanager
 def tuning_progress(title: str, trials: int):
     """A progress bar for MetaSchedule: yields the `on_tuning(done, total, best_ms)` callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
                TimeElapsedColumn())

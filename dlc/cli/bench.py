@@ -6,13 +6,14 @@ from typing import Annotated
 import typer
 
 from dlc.cli._common import bench_table, console
+from dlc.runtime.backends import BACKENDS
 
 
 def bench(
     model: Annotated[Path, typer.Argument(help="An artifact directory from `dlc compile`, or an ONNX file "
                                                "(TVM then compiles it in memory, untuned).")],
     checkpoint: Annotated[Path | None, typer.Option(help="Training checkpoint: adds the pytorch backend.")] = None,
-    backends: Annotated[str | None, typer.Option(help="Comma-separated subset of tvm,onnxruntime,pytorch "
+    backends: Annotated[str | None, typer.Option(help=f"Comma-separated subset of {','.join(BACKENDS)} "
                                                       "[default: all that apply].")] = None,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 10,
     runs: Annotated[int, typer.Option(min=1, help="Timed runs per backend.")] = 100,
@@ -27,22 +28,18 @@ def bench(
     report: Annotated[Path | None, typer.Option(help="JSON report [default: MODEL.bench.json].")] = None,
 ):
     """Benchmark TVM, ONNX Runtime and PyTorch side by side on the same inputs."""
-    from dlc.fileio import write_json
-    from dlc.runtime.bench import BenchConfig, benchmark
+    from dlc.compiler.session import benchmark
+    from dlc.fileio import beside, write_json
+    from dlc.runtime.backends import default_backends
+    from dlc.runtime.bench import BenchConfig
+    from dlc.runtime.rpc import DeviceAddress
 
-    chosen = tuple(b.strip() for b in backends.split(",")) if backends else default_backends(checkpoint)
-    from dlc.runtime.remote import DeployConfig
-
-    device = DeployConfig(rpc=rpc, tracker=tracker, key=key, number=max(1, runs // 10), repeat=10) if remote else None
+    chosen = tuple(b.strip() for b in backends.split(",")) if backends else default_backends(checkpoint is not None)
     config = BenchConfig(backends=chosen, warmup=warmup, runs=runs, threads=threads, checkpoint=checkpoint,
-                         inputs=inputs, remote_artifact=remote, deploy=device)
+                         inputs=inputs, remote_artifact=remote,
+                         device=DeviceAddress(rpc, tracker, key) if remote else None)
     with console.status("benchmarking") as status:
         result = benchmark(model, config, on_result=lambda r: status.update(f"benchmarked {r.backend}"))
     console.print(bench_table(result))
-    path = write_json(report or Path(f"{str(model).rstrip('/').removesuffix('.dlc').removesuffix('.onnx')}.bench.json"),
-                      result.to_dict())
+    path = write_json(report or beside(model, ".bench.json"), result.to_dict())
     console.print(f"report: {path}")
-
-
-def default_backends(checkpoint: Path | None) -> tuple[str, ...]:
-    return ("tvm", "onnxruntime") + (("pytorch",) if checkpoint else ())

@@ -24,11 +24,12 @@ def compile_(
     force: Annotated[bool, typer.Option(help="Replace an existing artifact.")] = False,
 ):
     """Compile an ONNX model with TVM into a verified artifact directory."""
-    from dlc.compiler.build import CompileConfig, compile_model
+    from dlc.compiler.build import CompileConfig, TuningOptions, compile_model
+    from dlc.fileio import beside
 
-    output = output or model.with_suffix(".dlc")
+    output = output or beside(model, ".dlc")
     config = CompileConfig(target=target, shapes=parse_shapes(shape), atol=atol, rtol=rtol, force=force,
-                           tune_trials=tune, tuning_db=tuning_db)
+                           tuning=TuningOptions(trials=tune, database=tuning_db))
     with tuning_progress(f"compiling for {target}", tune) as on_tuning:
         report = compile_model(model, output, config, on_tuning)
     diff = report.max_abs_diff

@@ -20,8 +20,9 @@ def deploy(
     report: Annotated[Path | None, typer.Option(help="JSON report [default: ARTIFACT.deploy.json].")] = None,
 ):
     """Upload an artifact to a device over TVM RPC, check its golden outputs there, and time it."""
-    from dlc.fileio import write_json
-    from dlc.runtime.remote import DeployConfig, deploy as run_deploy
+    from dlc.fileio import beside, write_json
+    from dlc.runtime.deploy import DeployConfig
+    from dlc.runtime.deploy import deploy as run_deploy
 
     config = DeployConfig(rpc=rpc, tracker=tracker, key=key, number=number, repeat=repeat, timeout=timeout,
                           retries=retries)
@@ -33,5 +34,5 @@ def deploy(
                   f"max abs diff {result.max_abs_diff:.2e}")
     console.print(f"latency on the device: mean {result.latency_ms['mean']:.3f} ms, median "
                   f"{result.latency_ms['median']:.3f} ms ({repeat} x {number} runs; attempts: {result.attempts})")
-    path = write_json(report or Path(f"{str(artifact).rstrip('/').removesuffix('.dlc')}.deploy.json"), result.to_dict())
+    path = write_json(report or beside(artifact, ".deploy.json"), result.to_dict())
     console.print(f"report: {path}")

@@ -23,31 +23,18 @@ def export(
     force: Annotated[bool, typer.Option(help="Overwrite an existing ONNX file.")] = False,
 ):
     """Export a model to ONNX and check ONNX Runtime's outputs against PyTorch's."""
-    from dlc.exporters.pytorch import ExportConfig, export_checkpoint
-    from dlc.fileio import write_json
+    from dlc.exporters.pytorch import ExportConfig, export_checkpoint, resolve_source
+    from dlc.fileio import beside, write_json
 
-    ckpt, stem = _resolve_source(source, parse_args(arg))
-    output = output or Path(f"{stem}.onnx")
+    ckpt = resolve_source(source, parse_args(arg))
+    output = output or beside(source, ".onnx")
     config = ExportConfig(opset=opset, dynamic_batch=dynamic_batch, batch=batch, tolerance=tolerance, force=force,
                           optimize=optimize)
     with console.status(f"exporting {ckpt.model} to ONNX (opset {opset})"):
         report = export_checkpoint(ckpt, output, config)
-    report_path = write_json(output.with_suffix(".export.json"), report.to_dict())
+    report_path = write_json(beside(output, ".export.json"), report.to_dict())
     inputs = ", ".join(str(s) for s in report.inputs)
     console.print(f"wrote {output} ({output.stat().st_size / 1024:.1f} KiB; inputs {inputs})")
     console.print(f"validated on ONNX Runtime vs PyTorch at batch {report.checked_batches}: "
                   f"max abs diff {report.max_abs_diff:.2e} (tolerance {report.tolerance:g})   report: {report_path}")
 
-
-def _resolve_source(source: str, args: dict):
-    """A checkpoint path, else a zoo model name built with fresh weights."""
-    from dlc import checkpoint, zoo
-    from dlc.errors import InputFileError
-
-    path = Path(source)
-    if path.exists():
-        return checkpoint.load(path), path.with_suffix("")
-    if source in zoo.names():
-        return checkpoint.untrained(source, args), path
-    raise InputFileError(f"{source!r} is neither a checkpoint file nor a zoo model; "
-                         f"pass a checkpoint from `dlc train` or one of: {', '.join(zoo.names())}")

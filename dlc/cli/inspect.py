@@ -19,8 +19,8 @@ def inspect(
     top: Annotated[int, typer.Option(min=0, help="Layers to list, most FLOPs first (0 = all).")] = 15,
 ):
     """Show a model's opset, inputs and outputs, ops, parameters, size, and FLOPs/MACs per layer."""
+    from dlc.analysis.inspect import inspect_model
     from dlc.fileio import write_json
-    from dlc.inspection import inspect_model
 
     info = inspect_model(model, parse_shapes(shape))
     report = info.to_dict()

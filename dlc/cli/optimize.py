@@ -38,21 +38,22 @@ def optimize(
         console.print(_pass_table())
         return
     from dlc.errors import DlcError
-    from dlc.fileio import write_json
-    from dlc.optimizer import OptimizeConfig, optimize_file
+    from dlc.fileio import beside, write_json
+    from dlc.optimize import OptimizeConfig, optimize_file
 
     if model is None:
         raise DlcError("missing MODEL: dlc optimize MODEL.onnx [-O2] [-o OUT.onnx]")
-    output = output or model.with_name(model.name.removesuffix(".onnx") + ".opt.onnx")
+    output = output or beside(model, ".opt.onnx")
     names = tuple(n.strip() for n in passes.split(",") if n.strip()) if passes else ()
     config = OptimizeConfig(level=level, passes=names, opset=opset, float16=float16, float16_io=float16_io,
                             atol=atol, rtol=rtol, verify=verify, inputs=inputs, force=force)
     with console.status(f"optimizing {model}"):
         result = optimize_file(model, output, config)
-    report_path = write_json(report or output.with_name(output.name.removesuffix(".onnx") + ".optimize.json"),
+    report_path = write_json(report or beside(output, ".optimize.json"),
                              result.to_dict())
     console.print(_records_table(result))
-    _note_unknown_shapes(result.passes)
+    if result.unknown_shapes_note():
+        console.print(f"note: {result.unknown_shapes_note()}")
     before, after = result.before, result.after
     console.print(f"wrote {output}: nodes {before['nodes']} → {after['nodes']}, file "
                   f"{before['file_bytes'] / 1024:.1f} → {after['file_bytes'] / 1024:.1f} KiB, "
@@ -70,14 +71,6 @@ def _records_table(result) -> Table:
         table.add_row(r.name, f"{r.nodes_before} → {r.nodes_after}", f"{r.seconds * 1000:.1f}", diff,
                       (stats or "changed") if r.modified else "-")
     return table
-
-
-def _note_unknown_shapes(records) -> None:
-    for r in records:
-        if r.name == "infer-shapes" and r.stats.get("unknown_shapes"):
-            console.print(f"note: {r.stats['unknown_shapes']} tensor shape(s) could not be inferred (e.g. "
-                          f"{', '.join(r.stats['unknown_examples'])}); fusions that need them were skipped")
-            return
 
 
 def _pass_table() -> Table:

@@ -15,7 +15,13 @@ def quickstart(
     runs: Annotated[int, typer.Option(min=1, help="Timed runs per backend.")] = 200,
 ):
     """Train a CNN on the digits, export it, compile it with TVM, and benchmark all three backends."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from dlc.quickstart import STAGES, QuickstartConfig, run_quickstart
 

@@ -8,8 +8,8 @@ import typer
 
 from dlc import zoo
 from dlc.cli._common import console, parse_args
-from dlc.data import DATASETS
 from dlc.training import OPTIMIZERS, SCHEDULES
+from dlc.training.data import DATASETS
 
 ModelName = Enum("ModelName", {n: n for n in zoo.names()}, type=str)
 DatasetName = Enum("DatasetName", {n: n for n in DATASETS}, type=str)
@@ -58,13 +58,10 @@ def train(
     """Train a zoo model and report train/validation/test accuracy."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from dlc import checkpoint
     from dlc.errors import DlcError
-    from dlc.fileio import check_output, write_json
-    from dlc.plots import save_training_curves
-    from dlc.training import TrainConfig, TrainingDivergedError, train as run_training, with_recipe
+    from dlc.training import TrainConfig, with_recipe
+    from dlc.training.runs import train_to_files
 
-    check_output(output, force)
     if data and dataset:
         raise DlcError("pass either --dataset or --data, not both")
     config = TrainConfig(model=model.value, model_args=parse_args(arg),
@@ -79,17 +76,9 @@ def train(
     with Progress(*columns, console=console, transient=True) as progress:
         total = with_recipe(config, zoo.get(config.model)).epochs
         task = progress.add_task("train", total=total, model=config.model, stats="")
-        try:
-            result = run_training(config, on_epoch=lambda s: progress.update(task, completed=s.epoch,
-                                                                             stats=_epoch_line(s)))
-        except TrainingDivergedError as e:
-            if e.result is not None:
-                checkpoint.save(e.result.checkpoint, output)
-                raise DlcError(f"{e}: {output} holds them") from e
-            raise
-    checkpoint.save(result.checkpoint, output)
-    metrics = write_json(output.with_suffix(".metrics.json"), result.summary())
-    curves = save_training_curves(result.history, output.with_suffix(".curves.png"), config.model)
+        run = train_to_files(config, output, force, on_epoch=lambda s: progress.update(task, completed=s.epoch,
+                                                                                         stats=_epoch_line(s)))
+    result = run.result
     if result.test_accuracy is not None:
         scores = (f"train {result.train_accuracy:.2%}, val {result.val_accuracy:.2%}, "
                   f"test {result.test_accuracy:.2%}")
@@ -97,7 +86,7 @@ def train(
         scores = f"test loss {result.test_loss:.4f}"
     console.print(f"{config.model} on {result.checkpoint.dataset}: {scores} "
                   f"(best epoch {result.best_epoch} of {len(result.history)}, {result.seconds:.1f} s)")
-    console.print(f"checkpoint: {output}   metrics: {metrics}   curves: {curves}")
+    console.print(f"checkpoint: {run.checkpoint}   metrics: {run.metrics}   curves: {run.curves}")
 
 
 def _names(value: str | None) -> tuple[str, ...]:

@@ -21,14 +21,14 @@ def tune(
     key: Annotated[str, typer.Option(help="The device key at the tracker.")] = "",
 ):
     """Tune a model with MetaSchedule into its tuning database; `dlc compile` then applies it."""
-    from dlc.compiler.build import CompileConfig, tune_model
+    from dlc.compiler.build import CompileConfig, TuningOptions, tune_model
 
     if tracker and not key:
         from dlc.errors import DlcError
 
         raise DlcError("--tracker needs --key, the device key boards registered with (e.g. raspberry-pi-4)")
-    config = CompileConfig(target=target, shapes=parse_shapes(shape), tune_trials=trials, tuning_db=tuning_db,
-                           tuning_tracker=tracker, tuning_key=key)
+    config = CompileConfig(target=target, shapes=parse_shapes(shape),
+                           tuning=TuningOptions(trials=trials, database=tuning_db, tracker=tracker, key=key))
     start = time.perf_counter()
     with tuning_progress(f"tuning {model} for {target}", trials) as on_tuning:
         report = tune_model(model, config, on_tuning)

@@ -23,14 +23,32 @@ from typing import Any
 import numpy as np
 
 from dlc import __version__
-from dlc.artifact import FORMAT, FORMAT_VERSION, GOLDEN, LIBRARY, MANIFEST, ONNX, save_golden, sha256_file
+from dlc.artifact import (
+    FORMAT,
+    FORMAT_VERSION,
+    GOLDEN,
+    LIBRARY,
+    MANIFEST,
+    ONNX,
+    save_golden,
+    sha256_file,
+)
 from dlc.compiler.coverage import check_coverage, require_supported
-from dlc.target import TargetSpec, resolve_target
-from dlc.elf import read_elf_header
-from dlc.errors import DlcError, NumericMismatchError
+from dlc.compiler.elf import read_elf_header
+from dlc.errors import DlcError, first_line
 from dlc.fileio import atomic_path, check_output, write_json
+from dlc.numerics import Tolerance, require_close
 from dlc.onnxio import io_specs, load_model
-from dlc.runtime.specs import TensorSpec, random_inputs, static_specs
+from dlc.specs import SAMPLE_DIM, TensorSpec, random_inputs, static_specs
+from dlc.target import TargetSpec, resolve_target
+
+
+@dataclass(frozen=True)
+class TuningOptions:
+    trials: int = 0  # MetaSchedule trials the tuning database should hold; 0 = apply what it has
+    database: Path | None = None  # default: ~/.cache/dlc/tuning/KEY (model, shapes, target)
+    tracker: str | None = None  # measure candidates on a device of this RPC tracker (HOST:PORT)...
+    key: str = ""  # ...registered under this key
 
 
 @dataclass(frozen=True)
@@ -41,10 +59,7 @@ class CompileConfig:
     rtol: float = 1e-4
     seed: int = 0  # for the golden inputs
     force: bool = False
-    tune_trials: int = 0  # MetaSchedule trials the tuning database should hold; 0 = apply what it has
-    tuning_db: Path | None = None  # default: ~/.cache/dlc/tuning/KEY (model, shapes, target)
-    tuning_tracker: str | None = None  # measure tuning candidates on a device of this RPC tracker
-    tuning_key: str = ""
+    tuning: TuningOptions = TuningOptions()
 
 
 @dataclass
@@ -63,27 +78,46 @@ class CompileReport:
                 "tuning": self.tuning, "not_verified_because": self.not_verified_because}
 
 
+@dataclass
+class Prepared:
+    """What compiling and tuning both start from: the model as TVM will read it, for one target and shape."""
+
+    model: Any  # onnx.ModelProto, LSTM/GRU lowered
+    lowered: dict[str, Any] | None  # what lower-recurrent did, if it ran
+    target: TargetSpec
+    inputs: list[TensorSpec]  # every dimension fixed
+    source_sha256: str  # of the ONNX file as given
+
+    def relax(self):
+        return import_relax(self.model, self.inputs)
+
+
+def prepare(onnx_path: str | Path, config: CompileConfig) -> Prepared:
+    model, lowered = load_for_tvm(onnx_path)
+    target = resolve_target(config.target)
+    return Prepared(model, lowered, target, static_specs(io_specs(model)[0], config.shapes), sha256_file(onnx_path))
+
+
 def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig = CompileConfig(),
                   on_tuning: Callable[[int, int, float | None], None] | None = None) -> CompileReport:
     """Compiles `onnx_path` into the artifact directory `out`; nothing is left at `out` on failure.
 
     A tuning database for this model, shapes and target is applied when one exists, and
-    grown to `config.tune_trials` records first when that is more than it holds.
+    grown to `config.tuning.trials` records first when that is more than it holds.
     """
     out, timer = Path(out), _Timer()
     check_output(out, config.force)
-    model, lowered = load_for_tvm(onnx_path)
-    target = resolve_target(config.target)
+    prepared = prepare(onnx_path, config)
+    target, inputs = prepared.target, prepared.inputs
     fcompile = target.fcompile()  # a missing cross linker fails here, before the build
-    inputs = static_specs(io_specs(model)[0], config.shapes)
     timer.mark("load")
-    mod, tuning = _tuned(import_relax(model, inputs), target, sha256_file(onnx_path), inputs, config, on_tuning)
+    mod, tuning = _tuned(prepared, config.tuning, on_tuning)
     timer.mark("tune")
     executable = build_module(mod, target)
     timer.mark("build")
     with atomic_path(out, directory=True) as tmp:
         _export_library(executable, tmp / LIBRARY, fcompile, target)
-        _write_onnx(model, onnx_path, lowered, tmp / ONNX)
+        _write_onnx(prepared, onnx_path, tmp / ONNX)
         golden_in = random_inputs(inputs, seed=config.seed)
         golden_out = _onnxruntime_outputs(tmp / ONNX, golden_in)
         save_golden(tmp / GOLDEN, golden_in, golden_out)
@@ -91,22 +125,18 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
         not_here = target.why_not_here()
         diff = _verify(tmp, golden_in, golden_out, config, target) if not_here is None else None
         timer.mark("verify")
-        manifest = _manifest(out.name.removesuffix(".dlc"), tmp, target, inputs, _specs_of(golden_out),
-                             diff, timer.seconds)
+        manifest = _manifest(out.name.removesuffix(".dlc"), tmp, prepared, _specs_of(golden_out), diff,
+                             timer.seconds)
         manifest["verification"]["not_verified_because"] = not_here
         manifest["tuning"] = tuning
-        manifest["lowered"] = lowered
         write_json(tmp / MANIFEST, manifest)
     return CompileReport(out, target, timer.seconds, diff, (out / LIBRARY).stat().st_size, tuning, not_here)
 
 
 def tune_model(onnx_path: str | Path, config: CompileConfig,
                on_tuning: Callable[[int, int, float | None], None] | None = None) -> dict[str, Any]:
-    """Grows the tuning database of `onnx_path` for `config.target` to `config.tune_trials`; no artifact."""
-    model, _ = load_for_tvm(onnx_path)
-    target = resolve_target(config.target)
-    inputs = static_specs(io_specs(model)[0], config.shapes)
-    _, report = _tuned(import_relax(model, inputs), target, sha256_file(onnx_path), inputs, config, on_tuning)
+    """Grows the tuning database of `onnx_path` for `config.target` to `config.tuning.trials`; no artifact."""
+    _, report = _tuned(prepare(onnx_path, config), config.tuning, on_tuning)
     return report
 
 
@@ -134,33 +164,35 @@ def _lower(model):
     from dlc.passes.lowering import LowerRecurrentPass
 
     ir_model = ir.serde.deserialize_model(model)
-    inputs = random_inputs(io_specs(model)[0], batch=2)
+    inputs = random_inputs(io_specs(model)[0], batch=SAMPLE_DIM)
     passes = [LowerRecurrentPass(), FoldConstantsPass(), EliminateDeadCodePass()]
     ir_model, records = run_passes(ir_model, passes, Verifier(ir_model, inputs))
     stats = {"pass": "lower-recurrent", "ops": records[0].stats, "max_abs_diff": records[0].max_abs_diff}
     return ir.serde.serialize_model(ir_model), stats
 
 
-def _write_onnx(model, source: Path, lowered, path: Path) -> None:
+def _write_onnx(prepared: Prepared, source: Path, path: Path) -> None:
     """The artifact's ONNX is the graph TVM compiled: the source file itself unless it was lowered."""
     import onnx
 
-    if lowered:
-        onnx.save(model, str(path))
+    if prepared.lowered:
+        onnx.save(prepared.model, str(path))
     else:
         shutil.copyfile(source, path)
 
 
-def _tuned(mod, target: TargetSpec, source_sha: str, inputs, config: CompileConfig, on_tuning):
-    """Applies (and first grows, if asked) the tuning database of this model and target."""
+def _tuned(prepared: Prepared, options: TuningOptions, on_tuning):
+    """Applies (and first grows, if asked) the tuning database of this model, shapes and target."""
     from dlc.compiler import tuning
 
-    key = tuning.database_key(source_sha, {s.name: list(s.shape) for s in inputs}, target.tvm)
-    database = config.tuning_db or tuning.default_database(key)
-    if config.tune_trials <= 0 and tuning.count_records(database) == 0:
+    target = prepared.target
+    key = tuning.database_key(prepared.source_sha256, {s.name: list(s.shape) for s in prepared.inputs}, target.tvm)
+    database = options.database or tuning.default_database(key)
+    mod = prepared.relax()
+    if options.trials <= 0 and tuning.count_records(database) == 0:
         return mod, None
-    tune_config = tuning.TuneConfig(trials=config.tune_trials, tracker=config.tuning_tracker, key=config.tuning_key,
-                                    linker=target.linker.command if target.linker else None)
+    tune_config = tuning.TuneConfig(trials=options.trials, tracker=options.tracker, key=options.key,
+                                    linker=target.linker)
     mod, report = tuning.tune_and_apply(mod, target.tvm_target(), database, key, tune_config, on_tuning)
     return mod, report.to_dict()
 
@@ -178,7 +210,7 @@ def import_relax(model, inputs: list[TensorSpec]):
         mod = from_onnx(model, shape_dict={s.name: list(s.shape) for s in inputs},
                         dtype_dict={s.name: s.dtype for s in inputs}, keep_params_in_input=False)
     except Exception as e:  # the importer raises many types; any of them means "cannot import"
-        raise DlcError(f"TVM's ONNX importer failed: {type(e).__name__}: {_first_line(e)}; "
+        raise DlcError(f"TVM's ONNX importer failed: {type(e).__name__}: {first_line(e)}; "
                        "run `dlc doctor MODEL.onnx` to see which ops are supported, or `dlc optimize MODEL.onnx` "
                        "first to fold the constants and shape computations the importer cannot read") from e
     return mod
@@ -198,7 +230,7 @@ def _export_library(executable, path: Path, fcompile, target: TargetSpec) -> Non
     try:
         executable.export_library(str(path), fcompile=fcompile)
     except RuntimeError as e:  # the linker's own message is the useful part
-        lines = [line for line in str(e).splitlines() if "error" in line.lower()] or [_first_line(e)]
+        lines = [line for line in str(e).splitlines() if "error" in line.lower()] or [first_line(e)]
         raise DlcError(f"linking the library for target {target.name} failed: {lines[-1].strip()[:300]}") from e
 
 
@@ -214,7 +246,7 @@ def _verify(tmp: Path, golden_in, golden_out, config: CompileConfig, target: Tar
     A child process, because a library that crashes on load or on its first run (a CPU
     feature missing after all, a broken link) must not take this process with it.
     """
-    from dlc.runtime.child import ChildDiedError, run_in_child
+    from dlc.child import ChildDiedError, run_in_child
 
     try:
         return run_in_child("dlc.compiler.build:verify_library", str(tmp / LIBRARY), golden_in, golden_out,
@@ -226,36 +258,21 @@ def _verify(tmp: Path, golden_in, golden_out, config: CompileConfig, target: Tar
 
 
 def verify_library(library: str, golden_in, golden_out, atol: float, rtol: float, device: str) -> float:
-    """In a child process: max abs diff of the library's outputs from ONNX Runtime's (see `check_close`)."""
+    """In a child process: max abs diff of the library's outputs from ONNX Runtime's, within tolerance."""
     import tvm
 
     from dlc.runtime.tvm_session import TvmSession
 
     session = TvmSession(tvm.runtime.load_module(library), _specs_of(golden_in), _specs_of(golden_out), device)
-    return check_close(session.run(golden_in), golden_out, atol, rtol, "TVM", "ONNX Runtime")
+    return require_close(session.run(golden_in), golden_out, Tolerance(atol, rtol), "TVM outputs and ONNX Runtime's",
+                         "nothing was written. Loosen --atol/--rtol only if this difference is acceptable")
 
 
 def _specs_of(arrays: dict[str, np.ndarray]) -> list[TensorSpec]:
     return [TensorSpec(name, tuple(a.shape), a.dtype.name) for name, a in arrays.items()]
 
 
-def check_close(got: dict[str, np.ndarray], want: dict[str, np.ndarray], atol: float, rtol: float,
-                got_name: str, want_name: str) -> float:
-    """Max abs difference over all outputs; raises naming every output outside atol + rtol*|want|."""
-    worst, bad = 0.0, []
-    for name, expected in want.items():
-        diff = np.abs(got[name].astype(np.float64) - expected.astype(np.float64))
-        worst = max(worst, float(diff.max(initial=0.0)))
-        if not np.all(diff <= atol + rtol * np.abs(expected)):
-            bad.append(f"{name} (max abs diff {diff.max():.3g})")
-    if bad:
-        raise NumericMismatchError(f"{got_name} outputs differ from {want_name} beyond atol={atol:g}, rtol={rtol:g}: "
-                                   f"{', '.join(bad)}; nothing was written. Loosen --atol/--rtol only if "
-                                   f"this difference is acceptable")
-    return worst
-
-
-def _manifest(name, tmp: Path, target: TargetSpec, inputs, outputs, diff, seconds) -> dict[str, Any]:
+def _manifest(name, tmp: Path, prepared: Prepared, outputs, diff, seconds) -> dict[str, Any]:
     import onnx
     import onnxruntime
     import tvm
@@ -269,18 +286,15 @@ def _manifest(name, tmp: Path, target: TargetSpec, inputs, outputs, diff, second
         "versions": {"dlc": __version__, "tvm": tvm.__version__, "tvm_ffi": tvm_ffi.__version__,
                      "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},
-        "target": target.to_dict(),
+        "target": prepared.target.to_dict(),
         "library_elf": read_elf_header(tmp / LIBRARY),
-        "inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs],
-        "source_onnx_sha256": files["onnx"]["sha256"],
+        "inputs": [s.to_dict() for s in prepared.inputs], "outputs": [s.to_dict() for s in outputs],
+        "source_onnx_sha256": prepared.source_sha256,  # the file given; files.onnx is what TVM compiled
+        "lowered": prepared.lowered,
         "files": files,
         "verification": {"reference": "onnxruntime", "max_abs_diff": diff},
         "compile_seconds": seconds,
     }
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [""])[0][:200]
 
 
 class _Timer:

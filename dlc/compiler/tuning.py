@@ -47,7 +47,7 @@ class TuneConfig:
     seed: int = 0
     tracker: str | None = None  # HOST:PORT of a TVM RPC tracker: measure on a device instead of here
     key: str = ""  # the device key at that tracker
-    linker: str | None = None  # cross linker for the device's libraries (e.g. aarch64-linux-gnu-gcc)
+    linker: Any = None  # the target's dlc.target.Linker for the device's libraries; None: this machine's cc
     session_timeout: float = 120.0
 
 
@@ -135,7 +135,6 @@ def tune(mod, target, database: Path, config: TuneConfig,
     from tvm.s_tir import meta_schedule as ms
 
     database.mkdir(parents=True, exist_ok=True)
-    target = with_num_cores(target)
     before = count_records(database)
     remaining = config.trials - before
     if remaining <= 0:
@@ -191,18 +190,6 @@ def _interrupt_guard():
         signal.signal(signal.SIGINT, previous)
 
 
-def with_num_cores(target):
-    """MetaSchedule needs "num-cores"; a preset without it is tuned for this machine's cores."""
-    import tvm
-
-    from dlc.target import physical_cores
-
-    spec = dict(target.export())
-    if "num-cores" in spec:
-        return target
-    return tvm.target.Target({**spec, "num-cores": physical_cores()})
-
-
 class _Stopped(Exception):
     """Raised from the measure callback to end a tuning run that was interrupted."""
 
@@ -242,7 +229,7 @@ def _builder_and_runner(config: TuneConfig):
         builder = ms.builder.LocalBuilder(f_build=BUILD_FUNC, initializer=register_cpu_build,
                                           timeout_sec=config.builder_timeout)
         return builder, "local"
-    from dlc.runtime.remote import host_port
+    from dlc.runtime.rpc import host_port
 
     host, port = host_port(config.tracker, "--tracker")
     builder = ms.builder.LocalBuilder(f_build=BUILD_FUNC, f_export=EXPORT_FUNC, timeout_sec=config.builder_timeout,
@@ -253,7 +240,7 @@ def _builder_and_runner(config: TuneConfig):
     return builder, ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=evaluator, max_workers=1)
 
 
-def register_cpu_build(linker: str | None = None) -> None:
+def register_cpu_build(linker=None) -> None:
     """Pool initializer: registers BUILD_FUNC and EXPORT_FUNC in a MetaSchedule builder worker."""
     import importlib
     import types
@@ -272,14 +259,12 @@ def register_cpu_build(linker: str | None = None) -> None:
     register_global_func(EXPORT_FUNC, functools.partial(_export_shared, linker), override=True)
 
 
-def _export_shared(linker: str | None, mod) -> str:
-    """A shared library for the device: its cross linker, or this machine's C compiler."""
+def _export_shared(linker, mod) -> str:
+    """A shared library for the device, linked as `dlc compile` links it (gcc- or lld-style), or with this cc."""
     import tempfile
 
-    from tvm.support import cc
-
     path = os.path.join(tempfile.mkdtemp(), "tvm_tmp_mod.so")
-    mod.export_library(path, fcompile=cc.cross_compiler(linker) if linker else None)
+    mod.export_library(path, fcompile=linker.fcompile() if linker else None)
     return path
 
 
@@ -299,7 +284,7 @@ def tune_and_apply(mod, target, database: Path, key: str, config: TuneConfig, on
     second tuning in one process failed with "'NoneType' object has no attribute
     'format'"), and its builder and runner workers must end with it, whatever happens.
     """
-    from dlc.runtime.child import run_in_child
+    from dlc.child import run_in_child
 
     start = time.perf_counter()
     before = count_records(database)
@@ -308,7 +293,7 @@ def tune_and_apply(mod, target, database: Path, key: str, config: TuneConfig, on
     # run can hold fewer records than its budget; only an interrupted one is resumed.
     if config.trials > max(before, finished_budget(database)):
         run_in_child("dlc.compiler.tuning:tune_in_child", mod, dict(target.export()), database, config,
-                     on_event=on_progress, without_torch=True)
+                     on_event=on_progress)
         _write_progress(database, config.trials)
     mod = apply_database(mod, target, database)
     report = TuningReport(database, key, config.trials, before, count_records(database),
@@ -320,6 +305,6 @@ def tune_in_child(mod, target_json: dict, database: Path, config: TuneConfig) ->
     """The child process's side of `tune_and_apply`: progress goes back to the parent as events."""
     import tvm
 
-    from dlc.runtime.child import send_event
+    from dlc.child import send_event
 
     return tune(mod, tvm.target.Target(target_json), database, config, send_event)

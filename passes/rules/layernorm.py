@@ -10,7 +10,10 @@ only a constant of the scale's shape may become the op's bias (a residual Add mu
 from __future__ import annotations
 
 from onnxscript.rewriter import MatchResult, RewriteRuleSet, pattern
-from onnxscript.rewriter.rules.fusion._layer_norm import LayerNormBiasFusion, LayerNormFusion
+from onnxscript.rewriter.rules.fusion._layer_norm import (
+    LayerNormBiasFusion,
+    LayerNormFusion,
+)
 
 from dlc.passes.rules import opset_failure
 

@@ -24,9 +24,14 @@ from dataclasses import dataclass
 
 from dlc import __version__
 from dlc.runtime.serving.batching import Batcher
-from dlc.runtime.serving.protocol import ProtocolError, decode_inputs, encode_outputs, tensor_metadata
+from dlc.runtime.serving.protocol import (
+    ProtocolError,
+    decode_inputs,
+    encode_outputs,
+    tensor_metadata,
+)
 from dlc.runtime.serving.repository import ModelVersion, Repository
-from dlc.runtime.specs import TensorSpec
+from dlc.specs import TensorSpec
 
 
 @dataclass(frozen=True)
@@ -94,112 +99,136 @@ class _ModelRunner:
             self.pending -= 1
 
 
-def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
-    """The ASGI app serving `repo` (its models already loaded, or failed with a reason)."""
-    from starlette.applications import Starlette
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
+class _Server:
+    """The handlers of one app: the repository, its model runners and the metrics they share."""
 
-    metrics = _Metrics()
-    runners = {(m.name, m.version): _ModelRunner(m, config, metrics)
-               for versions in repo.models.values() for m in versions.values() if m.ready}
+    def __init__(self, repo: Repository, config: ServeConfig):
+        self.repo, self.config, self.metrics = repo, config, _Metrics()
+        self.runners = {(m.name, m.version): _ModelRunner(m, config, self.metrics)
+                        for versions in repo.models.values() for m in versions.values() if m.ready}
 
-    def unavailable(model: ModelVersion) -> ProtocolError:
-        return ProtocolError(503, f"model {model.name!r} version {model.version} failed to load: {model.error}")
-
-    def lookup(request) -> ModelVersion:
+    def lookup(self, request, must_be_ready: bool = True) -> ModelVersion:
+        """The model version a request names; 404 if there is none, 503 if it failed to load."""
         name, version = request.path_params["name"], request.path_params.get("version")
-        model = repo.find(name, version)
+        model = self.repo.find(name, version)
         if model is None:
-            known = ", ".join(f"{n} (versions {', '.join(v)})" for n, v in repo.models.items())
+            known = ", ".join(f"{n} (versions {', '.join(v)})" for n, v in self.repo.models.items())
             what = f"model {name!r}" + (f" version {version!r}" if version else "")
             raise ProtocolError(404, f"{what} is not in this repository; it serves: {known}")
-        return model
+        return _ready(model) if must_be_ready else model
 
-    async def server_metadata(request):
+    async def server_metadata(self, request):
+        from starlette.responses import JSONResponse
+
         return JSONResponse({"name": "dlc", "version": __version__, "extensions": ["binary_tensor_data"]})
 
-    async def live(request):
+    async def healthy(self, request):
+        # live, and ready: models are loaded (or failed) before the server listens
+        from starlette.responses import Response
+
         return Response(status_code=200)
 
-    async def ready(request):
-        return Response(status_code=200)  # models are loaded (or failed) before the server listens
+    async def model_metadata(self, request):
+        from starlette.responses import JSONResponse
 
-    async def model_metadata(request):
-        model = lookup(request)
-        if not model.ready:
-            raise unavailable(model)
-        runner = runners[(model.name, model.version)]
-        return JSONResponse({"name": model.name, "versions": sorted(repo.models[model.name]),
+        model = self.lookup(request)
+        runner = self.runners[(model.name, model.version)]
+        return JSONResponse({"name": model.name, "versions": sorted(self.repo.models[model.name]),
                              "platform": model.platform, "max_batch_size": runner.limit or 0,
                              "inputs": [tensor_metadata(s) for s in runner.inputs],
                              "outputs": [tensor_metadata(s) for s in runner.outputs]})
 
-    async def model_ready(request):
-        model = lookup(request)
-        if not model.ready:
-            raise unavailable(model)
+    async def model_ready(self, request):
+        from starlette.responses import Response
+
+        self.lookup(request)
         return Response(status_code=200)
 
-    async def infer(request):
-        model = lookup(request)
-        start = time.perf_counter()
-        status = 500
-        metrics.in_flight.labels(model.name).inc()
+    async def infer(self, request):
+        model = self.lookup(request, must_be_ready=False)
+        start, status = time.perf_counter(), 500
+        self.metrics.in_flight.labels(model.name).inc()
         try:
-            if not model.ready:
-                raise unavailable(model)
-            runner = runners[(model.name, model.version)]
-            runner.arriving += 1  # a batch being formed waits for requests still being read
-            try:
-                body, binary = await _read_body(request, config.max_body_bytes)
-                inputs = decode_inputs(body, runner.inputs, binary)
-            finally:
-                runner.arriving -= 1
-            outputs = await runner.run(inputs)
-            tensors, tail = encode_outputs(outputs, body)
-            answer = {"model_name": model.name, "model_version": model.version, "outputs": tensors}
-            if "id" in body:
-                answer["id"] = body["id"]
+            response = await self._infer(request, model)
             status = 200
-            if not tail:
-                return JSONResponse(answer)
-            header = json.dumps(answer, separators=(",", ":")).encode()
-            return Response(header + tail, media_type="application/octet-stream",
-                            headers={"Inference-Header-Content-Length": str(len(header))})
+            return response
         except ProtocolError as e:
             status = e.status
             raise
         finally:
-            metrics.in_flight.labels(model.name).dec()
-            metrics.requests.labels(model.name, str(status)).inc()
-            metrics.latency.labels(model.name, "total").observe(time.perf_counter() - start)
+            self.metrics.in_flight.labels(model.name).dec()
+            self.metrics.requests.labels(model.name, str(status)).inc()
+            self.metrics.latency.labels(model.name, "total").observe(time.perf_counter() - start)
 
-    async def prometheus(request):
+    async def _infer(self, request, model: ModelVersion):
+        from starlette.responses import JSONResponse, Response
+
+        _ready(model)  # a model that failed to load: 503, counted like any request
+        runner = self.runners[(model.name, model.version)]
+        runner.arriving += 1  # a batch being formed waits for requests still being read
+        try:
+            body, binary = await _read_body(request, self.config.max_body_bytes)
+            inputs = decode_inputs(body, runner.inputs, binary)
+        finally:
+            runner.arriving -= 1
+        outputs = await runner.run(inputs)
+        tensors, tail = encode_outputs(outputs, body)
+        answer = {"model_name": model.name, "model_version": model.version, "outputs": tensors}
+        if "id" in body:
+            answer["id"] = body["id"]
+        if not tail:
+            return JSONResponse(answer)
+        header = json.dumps(answer, separators=(",", ":")).encode()
+        return Response(header + tail, media_type="application/octet-stream",
+                        headers={"Inference-Header-Content-Length": str(len(header))})
+
+    async def prometheus(self, request):
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from starlette.responses import Response
 
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def protocol_error(request, exc: ProtocolError):
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
-        return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
+    def routes(self) -> list:
+        from starlette.routing import Route
 
-    async def not_found(request, exc):
-        return JSONResponse({"error": f"no route {request.method} {request.url.path}"},
-                            status_code=getattr(exc, "status_code", 404))
+        routes = [Route("/v2", self.server_metadata), Route("/v2/health/live", self.healthy),
+                  Route("/v2/health/ready", self.healthy), Route("/metrics", self.prometheus)]
+        for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+            routes += [Route(prefix, self.model_metadata), Route(prefix + "/ready", self.model_ready),
+                       Route(prefix + "/infer", self.infer, methods=["POST"])]
+        return routes
 
-    model = "/v2/models/{name}"
-    versioned = "/v2/models/{name}/versions/{version}"
-    routes = [Route("/v2", server_metadata), Route("/v2/health/live", live), Route("/v2/health/ready", ready),
-              Route("/metrics", prometheus)]
-    for prefix in (model, versioned):
-        routes += [Route(prefix, model_metadata), Route(prefix + "/ready", model_ready),
-                   Route(prefix + "/infer", infer, methods=["POST"])]
-    app = Starlette(routes=routes, exception_handlers={ProtocolError: protocol_error, 404: not_found,
-                                                       405: not_found})
+
+def _ready(model: ModelVersion) -> ModelVersion:
+    if not model.ready:
+        raise ProtocolError(503, f"model {model.name!r} version {model.version} failed to load: {model.error}")
+    return model
+
+
+async def _protocol_error(request, exc: ProtocolError):
+    from starlette.responses import JSONResponse
+
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+    return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
+
+
+async def _not_found(request, exc):
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": f"no route {request.method} {request.url.path}"},
+                        status_code=getattr(exc, "status_code", 404))
+
+
+def create_app(repo: Repository, config: ServeConfig = ServeConfig()):
+    """The ASGI app serving `repo` (its models already loaded, or failed with a reason)."""
+    from starlette.applications import Starlette
+
+    server = _Server(repo, config)
+    app = Starlette(routes=server.routes(), exception_handlers={ProtocolError: _protocol_error, 404: _not_found,
+                                                                405: _not_found})
     if config.token:
         app.add_middleware(_BearerToken, token=config.token)
-    app.state.runners = runners
+    app.state.runners = server.runners
     return app
 
 

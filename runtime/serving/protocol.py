@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlc.runtime.specs import TensorSpec
+from dlc.specs import TensorSpec
 
 DATATYPES = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
              "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64", "FP16": "float16",

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dlc.errors import InputFileError
+from dlc.runtime.backends import serving_backend
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -25,7 +26,7 @@ class ModelVersion:
     name: str
     version: str
     path: Path
-    platform: str  # "tvm" or "onnxruntime"
+    platform: str  # the backend that serves it, by its file kind (backends.serving_backend)
     session: object | None = None
     error: str | None = None
 
@@ -35,7 +36,7 @@ class ModelVersion:
 
     def load(self) -> None:
         from dlc.errors import DlcError
-        from dlc.runtime.session import open_session
+        from dlc.runtime.backends import open_session
 
         try:
             self.session = open_session(self.platform, self.path)
@@ -92,7 +93,7 @@ def _model_file(path: Path) -> bool:
 
 def _add(repo: Repository, name: str, version: str, path: Path) -> None:
     if NAME.match(name):
-        platform = "tvm" if path.suffix == ".dlc" else "onnxruntime"
+        platform = serving_backend(path)
         repo.models.setdefault(name, {})[version] = ModelVersion(name, version, path, platform)
 
 

@@ -41,7 +41,7 @@ def test_bench_an_onnx_file_compiles_tvm_in_memory(runner, onnx_model, tmp_path)
 
 
 def test_user_inputs_from_npz(runner, artifact, tmp_path):
-    from dlc.data import load_dataset
+    from dlc.training.data import load_dataset
 
     inputs = tmp_path / "digit.npz"
     np.savez(inputs, input=load_dataset("digits").x_test[:1])

@@ -6,7 +6,7 @@ import pytest
 
 from dlc.artifact import Artifact, sha256_file
 from dlc.errors import ArtifactIntegrityError
-from dlc.runtime.session import open_session
+from dlc.runtime.backends import open_session
 from tests.conftest import assert_one_line_error, invoke
 
 
@@ -24,7 +24,7 @@ def test_manifest_records_versions_target_specs_and_hashes(artifact, onnx_model)
 
 
 def test_artifact_matches_onnxruntime_within_1e_4(artifact, onnx_model):
-    from dlc.data import load_dataset
+    from dlc.training.data import load_dataset
 
     session = open_session("tvm", artifact)
     reference = ort.InferenceSession(str(onnx_model))

@@ -5,7 +5,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from dlc import checkpoint
+from dlc.training import checkpoint
 from tests.conftest import assert_one_line_error, invoke
 
 
@@ -27,7 +27,7 @@ def test_export_report_shows_small_difference(onnx_model):
 
 
 def test_exported_model_agrees_with_pytorch_on_real_digits(onnx_model, trained_checkpoint):
-    from dlc.data import load_dataset
+    from dlc.training.data import load_dataset
 
     x = load_dataset("digits").x_test[:16]
     want = checkpoint.load(trained_checkpoint).build_module()(torch.from_numpy(x)).detach().numpy()

@@ -11,7 +11,7 @@ import onnx_ir as ir
 import onnxruntime as ort
 
 from dlc.onnxio import io_specs
-from dlc.runtime.specs import random_inputs
+from dlc.specs import random_inputs
 
 
 def parse(text: str, **initializers: np.ndarray) -> onnx.ModelProto:

@@ -7,9 +7,17 @@ import onnx_ir as ir
 import pytest
 
 from dlc.errors import DlcError, NumericMismatchError, UnknownNameError
-from dlc.passes import Pass, PassResult, Tolerance, Verifier, from_names, level, run_passes
-from dlc.runtime.specs import random_inputs
 from dlc.onnxio import io_specs
+from dlc.passes import (
+    Pass,
+    PassResult,
+    Tolerance,
+    Verifier,
+    from_names,
+    level,
+    run_passes,
+)
+from dlc.specs import random_inputs
 from tests.passes.helpers import bn_params, parse, weights
 
 MODEL = '<ir_version: 9, opset_import: ["" : 18]>' + """

@@ -7,11 +7,11 @@ import onnx
 import pytest
 import torch
 
-from dlc import checkpoint
 from dlc.exporters.pytorch import ExportConfig, export_checkpoint
-from dlc.optimizer import OptimizeConfig, optimize_file
+from dlc.optimize import OptimizeConfig, optimize_file
 from dlc.runtime.session import OrtSession
-from dlc.runtime.specs import random_inputs
+from dlc.specs import random_inputs
+from dlc.training import checkpoint
 
 
 def _with_random_bn_statistics(ckpt: checkpoint.Checkpoint) -> checkpoint.Checkpoint:

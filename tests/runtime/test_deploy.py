@@ -17,8 +17,8 @@ import pytest
 
 from dlc.artifact import Artifact
 from dlc.errors import DeviceError
-from dlc.runtime.remote import DeployConfig, deploy
-from dlc.runtime.session import open_session
+from dlc.runtime.backends import open_session
+from dlc.runtime.deploy import DeployConfig, deploy
 from tests.conftest import assert_one_line_error, invoke, run_dlc
 
 pytestmark = pytest.mark.emulated

@@ -17,7 +17,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from dlc.runtime.session import open_session
+from dlc.runtime.backends import open_session
 
 
 def _free_port() -> int:

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from dlc import zoo
-from dlc.compiler.build import CompileConfig, compile_model
+from dlc.compiler.build import CompileConfig, TuningOptions, compile_model
 from dlc.exporters.pytorch import ExportConfig, export_checkpoint
-from dlc.runtime.session import OrtSession, open_session
-from dlc.runtime.specs import random_inputs
+from dlc.runtime.backends import open_session
+from dlc.runtime.session import OrtSession
+from dlc.specs import random_inputs
 from dlc.training import TrainConfig, train
 
 
@@ -18,7 +19,7 @@ from dlc.training import TrainConfig, train
 def test_train_export_compile_matches_onnxruntime(name, tmp_path):
     result = train(TrainConfig(model=name, epochs=1, max_steps=3))
     onnx_path = export_checkpoint(result.checkpoint, tmp_path / f"{name}.onnx", ExportConfig(dynamic_batch=True)).path
-    report = compile_model(onnx_path, tmp_path / f"{name}.dlc", CompileConfig(tuning_db=tmp_path / "no-tuning"))
+    report = compile_model(onnx_path, tmp_path / f"{name}.dlc", CompileConfig(tuning=TuningOptions(database=tmp_path / "no-tuning")))
     assert report.max_abs_diff is not None and report.max_abs_diff <= zoo.get(name).tolerance
 
     reference = OrtSession(onnx_path)

@@ -9,10 +9,9 @@ import onnx
 import pytest
 import torch
 
-from dlc import checkpoint
-from dlc.training import TrainConfig, train
+from dlc.training import TrainConfig, checkpoint, train
 from tests.conftest import assert_one_line_error, invoke
-from tests.test_datafiles import _digits_subset
+from tests.training.test_datafiles import _digits_subset
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +69,7 @@ def test_normalization_is_part_of_the_exported_model(runner, tmp_path):
 
 
 def test_augmentation_changes_images_but_keeps_their_shape():
-    from dlc.augment import augment
+    from dlc.training.augment import augment
 
     x = torch.rand(8, 1, 8, 8)
     y = augment(x, ("shift", "rotate", "flip"), torch.Generator().manual_seed(0))

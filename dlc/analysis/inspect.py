@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlc.flops import Cost, node_cost
+from dlc.analysis.flops import Cost, node_cost
 from dlc.onnxio import io_specs, load_model
-from dlc.runtime.specs import TensorSpec
+from dlc.specs import TensorSpec
 
 
 @dataclass
@@ -72,7 +72,7 @@ class ModelInfo:
 
 def inspect_model(path: str | Path, shapes: dict[str, list[int]] | None = None) -> ModelInfo:
     """Reads `path` (checked by the ONNX checker) and counts its cost at the given input shapes."""
-    from dlc.runtime.specs import static_specs
+    from dlc.specs import static_specs
 
     path = Path(path)
     model = load_model(path)

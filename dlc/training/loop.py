@@ -1,7 +1,7 @@
 """Training zoo models: optimizers, schedules, L1/L2, early stopping, one loop for every task.
 
 The loop is the same for every model; what differs per task lives in an objective
-(`dlc.objectives`): cross-entropy and accuracy for classifiers, reconstruction error for
+(`dlc.training.objectives`): cross-entropy and accuracy for classifiers, reconstruction error for
 the autoencoder, the adversarial game for the GAN.
 """
 
@@ -10,43 +10,18 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from dlc import augment, zoo
-from dlc.checkpoint import Checkpoint
-from dlc.data import Splits, load_dataset
-from dlc.errors import DlcError, UnknownNameError
-
-OPTIMIZERS = ("adam", "sgd", "rmsprop", "adagrad")
-SCHEDULES = ("none", "step", "cosine", "onecycle", "plateau")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    model: str = "cnn"
-    model_args: dict[str, Any] = field(default_factory=dict)
-    dataset: str | None = None  # None: the model's own (digits for images, sequences for sequence models)
-    epochs: int | None = None  # None: the model's recipe, else 30
-    batch_size: int = 64
-    lr: float | None = None  # None: the model's recipe, else 3e-3
-    optimizer: str = "adam"
-    momentum: float = 0.9  # SGD and RMSprop
-    schedule: str | None = None  # None: the model's recipe, else "none"
-    weight_decay: float = 1e-4  # L2
-    l1: float = 0.0  # L1 penalty on weight matrices and kernels, added to the loss
-    patience: int = 8  # epochs without a better validation loss before stopping; 0 = never
-    max_steps: int | None = None  # stop after this many optimizer steps (smoke tests, quick looks)
-    seed: int = 0
-    normalize: bool = False  # per-channel standardization from the training split, built into the model
-    augment: tuple[str, ...] = ()  # image augmentations, see dlc.augment
-    init_from: Path | None = None  # transfer learning: start from this checkpoint's weights
-    freeze: tuple[str, ...] = ()  # layer names whose weights stay fixed
-    new_head: bool = False  # re-initialize the last Linear layer before training
-    resume: Path | None = None  # continue a run: this checkpoint's weights, optimizer state and epoch
+from dlc import zoo
+from dlc.errors import DlcError
+from dlc.training import augment
+from dlc.training.checkpoint import Checkpoint
+from dlc.training.config import TrainConfig, check_names, with_recipe
+from dlc.training.data import Splits, load_dataset
+from dlc.training.optimizers import end_of_epoch, make_optimizer, make_scheduler
 
 
 @dataclass
@@ -95,13 +70,13 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochStats], None] | None = N
     """Trains `config.model`; keeps the weights of the best validation epoch (the last one for a GAN)."""
     import torch
 
-    from dlc.objectives import make_objective
+    from dlc.training.objectives import make_objective
     from dlc.zoo.layers import Normalized
 
     start = time.perf_counter()
     spec = zoo.get(config.model)
     config = with_recipe(config, spec)
-    _check_names(config)
+    check_names(config)
     torch.manual_seed(config.seed)
     data = load_dataset(config.dataset or spec.dataset, seed=config.seed)
     augment.check(config.augment, data.sample_shape)
@@ -116,7 +91,7 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochStats], None] | None = N
     optimizer = make_optimizer(config, objective.parameters(model))
     if source:
         optimizer.load_state_dict(source.training_state["optimizer"])
-    scheduler = _scheduler(config, optimizer, math.ceil(len(data.x_train) / config.batch_size))
+    scheduler = make_scheduler(config, optimizer, math.ceil(len(data.x_train) / config.batch_size))
     history, best, best_state, steps = [], None, None, 0
     first = source.training_state["epoch"] + 1 if source else 1
     for epoch in range(first, config.epochs + 1):
@@ -133,7 +108,7 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochStats], None] | None = N
         history.append(stats)
         if on_epoch:
             on_epoch(stats)
-        _end_of_epoch(scheduler, config, val_loss)
+        end_of_epoch(scheduler, config, val_loss)
         if not objective.early_stopping or best is None or val_loss < best.val_loss:
             best, best_state = stats, {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif config.patience and epoch - best.epoch >= config.patience:
@@ -150,7 +125,7 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochStats], None] | None = N
 
 def _resume_source(config: TrainConfig) -> Checkpoint | None:
     """The checkpoint `--resume` continues, checked: same model, written by `dlc train`."""
-    from dlc import checkpoint, transfer
+    from dlc.training import checkpoint, transfer
 
     if not config.resume:
         return None
@@ -164,7 +139,7 @@ def _resume_source(config: TrainConfig) -> Checkpoint | None:
 
 def _prepare(model, config: TrainConfig, source: Checkpoint | None) -> None:
     """Resumed or transferred weights into `model`, then its head reset and layers frozen as asked."""
-    from dlc import transfer
+    from dlc.training import transfer
 
     if source:
         model.load_state_dict(source.state_dict)
@@ -203,17 +178,6 @@ def _finish(config, spec, model, objective, best_state, args, data: Splits, hist
     return result
 
 
-_GENERAL_RECIPE = {"epochs": 30, "lr": 3e-3, "schedule": "none"}
-
-
-def with_recipe(config: TrainConfig, spec: zoo.ModelSpec) -> TrainConfig:
-    """Fills what the user left unset from the model's own recipe, then the general one."""
-    import dataclasses
-
-    filled = {k: spec.recipe.get(k, default) for k, default in _GENERAL_RECIPE.items() if getattr(config, k) is None}
-    return dataclasses.replace(config, **filled)
-
-
 def _data_args(spec: zoo.ModelSpec, data: Splits) -> dict[str, Any]:
     """The model arguments the data set decides: input (or image) shape, number of classes."""
     found = {"num_classes": data.num_classes, "input_shape": list(data.sample_shape),
@@ -221,54 +185,11 @@ def _data_args(spec: zoo.ModelSpec, data: Splits) -> dict[str, Any]:
     return {k: v for k, v in found.items() if k in spec.defaults and (k != "num_classes" or spec.task == "classify")}
 
 
-def _check_names(config: TrainConfig) -> None:
-    for kind, value, valid in (("optimizer", config.optimizer, OPTIMIZERS), ("schedule", config.schedule, SCHEDULES)):
-        if value not in valid:
-            raise UnknownNameError(f"unknown {kind} {value!r}; choose one of: {', '.join(valid)}")
-
-
-def make_optimizer(config: TrainConfig, params):
-    import torch
-
-    params = [p for p in params if p.requires_grad]
-    decay = config.weight_decay
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=decay)
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=decay)
-    if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=config.lr, momentum=config.momentum, weight_decay=decay)
-    return torch.optim.Adagrad(params, lr=config.lr, weight_decay=decay)
-
-
-def _scheduler(config: TrainConfig, optimizer, steps_per_epoch: int):
-    from torch.optim import lr_scheduler
-
-    if config.schedule == "step":
-        return lr_scheduler.StepLR(optimizer, step_size=max(1, config.epochs // 3), gamma=0.1)
-    if config.schedule == "cosine":
-        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    if config.schedule == "onecycle":
-        cycles_momentum = "betas" in optimizer.defaults or optimizer.defaults.get("momentum", 0) > 0
-        return lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, epochs=config.epochs,
-                                       steps_per_epoch=steps_per_epoch, cycle_momentum=cycles_momentum)
-    if config.schedule == "plateau":
-        return lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, config.patience // 3))
-    return None
-
-
-def _end_of_epoch(scheduler, config: TrainConfig, val_loss: float) -> None:
-    if config.schedule == "plateau":
-        scheduler.step(val_loss)
-    elif config.schedule in ("step", "cosine"):
-        scheduler.step()
-
-
 def _train_epoch(model, objective, optimizer, scheduler, data: Splits, config: TrainConfig, epoch: int,
                  steps: int) -> tuple[float, float | None, int]:
     import torch
 
-    from dlc.transfer import keep_frozen_in_eval
+    from dlc.training.transfer import keep_frozen_in_eval
 
     model.train()
     keep_frozen_in_eval(getattr(model, "inner", model), config.freeze)

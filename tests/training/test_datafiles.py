@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlc.data import load_dataset
 from dlc.errors import InvalidDataError
+from dlc.training.data import load_dataset
 from tests.conftest import assert_one_line_error, invoke
 
 

@@ -1,6 +1,6 @@
 """FLOPs and MACs per op against values computed by hand."""
 
-from dlc.flops import Cost, node_cost
+from dlc.analysis.flops import Cost, node_cost
 
 
 def test_conv_counts_one_mac_per_weight_per_output_pixel_plus_the_bias():

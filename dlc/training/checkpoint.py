@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dlc import __version__, zoo
-from dlc.errors import InvalidModelError, UnknownNameError
+from dlc.errors import InvalidModelError, UnknownNameError, first_line
 from dlc.fileio import atomic_path, require_file
 
 FORMAT = "dlc-checkpoint"
@@ -73,7 +73,7 @@ def load(path: str | Path) -> Checkpoint:
     try:
         data = torch.load(p, weights_only=True, map_location="cpu")
     except Exception as e:  # torch.load raises IndexError, UnpicklingError, RuntimeError... on junk
-        reason = _first_line(e).split(". ")[0]
+        reason = first_line(e).split(". ")[0]
         raise InvalidModelError(f"{p} is not a dlc checkpoint (torch.load with weights_only=True: {reason}); pass "
                                 "a checkpoint written by `dlc train`, or a zoo model name") from e
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -86,6 +86,3 @@ def load(path: str | Path) -> Checkpoint:
     fields = Checkpoint.__dataclass_fields__
     return Checkpoint(**{k: v for k, v in data.items() if k in fields})
 
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]

@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from dlc import checkpoint
-from dlc.data import load_dataset
 from dlc.errors import UnknownNameError
-from dlc.training import OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDivergedError, train
+from dlc.training import (
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainConfig,
+    TrainingDivergedError,
+    checkpoint,
+    train,
+)
+from dlc.training.data import load_dataset
 from tests.conftest import assert_one_line_error, invoke
-
 
 # A learning rate each optimizer is known to work with on this MLP. One shared rate left RMSprop
 # at 2.5 after a first-epoch blow-up on one CPU and SGD a hair under chance on another.

@@ -16,7 +16,7 @@ import numpy as np
 
 from dlc.fileio import atomic_path, check_output
 from dlc.onnxio import io_specs, load_model
-from dlc.runtime.specs import load_inputs, random_inputs
+from dlc.specs import SAMPLE_DIM, load_inputs, random_inputs
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,14 @@ class OptimizeReport:
     sample_inputs: dict[str, list[int]]
     seconds: float
     pipeline: str = field(default="")
+
+    def unknown_shapes_note(self) -> str | None:
+        """What shape inference could not do, when it matters: fusions that need shapes were skipped."""
+        for r in self.passes:
+            if r.name == "infer-shapes" and r.stats.get("unknown_shapes"):
+                return (f"{r.stats['unknown_shapes']} tensor shape(s) could not be inferred (e.g. "
+                        f"{', '.join(r.stats['unknown_examples'])}); fusions that need them were skipped")
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": str(self.source), "output": str(self.output), "pipeline": self.pipeline,
@@ -108,13 +116,13 @@ def _tolerance(config: OptimizeConfig):
 def _sample_inputs(proto, config: OptimizeConfig) -> dict[str, np.ndarray]:
     specs = io_specs(proto)[0]
     if config.inputs is None:
-        return random_inputs(specs, seed=config.seed, batch=2)
+        return random_inputs(specs, seed=config.seed, batch=SAMPLE_DIM)
     return load_inputs(config.inputs, specs)
 
 
 def summarize(proto, path: Path) -> dict[str, Any]:
     """Node count, op histogram, parameters and file size: the before/after columns of a report."""
-    from dlc.inspection import graph_contents
+    from dlc.analysis.inspect import graph_contents
 
     contents = graph_contents(proto)
     size = path.stat().st_size if path.exists() else proto.ByteSize()

@@ -160,3 +160,14 @@ def test_an_avx2_cpu_gets_avx2_code_and_refuses_avx512_artifacts(monkeypatch, sa
     host = target.host_target()  # LLVM may still name an AVX-512 model (a VM hiding it): switched off
     assert missing_cpu_features(host.tvm) == []
     say_branch(f"host {host.tvm['mcpu']} seen as AVX2-only: mattr {host.tvm.get('mattr', [])}")
+
+
+@pytest.mark.parametrize("name", ["host", "x86-64-avx2", "raspberry-pi-4", "android-arm64", "jetson-orin"])
+def test_a_manifest_target_reads_back_as_the_same_spec(name):
+    from dlc.target import TargetSpec
+
+    spec = resolve_target(name)
+    again = TargetSpec.from_dict(spec.to_dict())
+    assert (again.name, again.tvm, again.arch, again.device, again.linker) == \
+        (spec.name, spec.tvm, spec.arch, spec.device, spec.linker)
+    assert spec.tvm.get("kind") != "llvm" or "num-cores" in spec.tvm  # what tuning used, recorded

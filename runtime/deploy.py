@@ -8,8 +8,6 @@ a device that stops answering gives a DeviceError and a retry, never a hang.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +16,10 @@ from typing import Any
 import numpy as np
 
 from dlc.artifact import Artifact
-from dlc.errors import DeviceError, DlcError, WrongArchitectureError
+from dlc.errors import DeviceError, DlcError, WrongArchitectureError, first_line
+from dlc.numerics import Tolerance, require_close
+from dlc.runtime.rpc import DeviceAddress, connect, device_info, with_deadline
+from dlc.target import tvm_device
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class DeployConfig:
     retries: int = 1
     atol: float = 1e-4
     rtol: float = 1e-4
+
+    @property
+    def address(self) -> DeviceAddress:
+        return DeviceAddress(self.rpc, self.tracker, self.key)
 
 
 @dataclass
@@ -51,15 +56,12 @@ class DeployReport:
 
 def deploy(path: str | Path, config: DeployConfig) -> DeployReport:
     """Uploads the artifact's library, runs its golden inputs and times it on the device."""
-    if bool(config.rpc) == bool(config.tracker):
-        raise DlcError("name the device with exactly one of --rpc HOST:PORT or --tracker HOST:PORT --key KEY")
-    if config.tracker and not config.key:
-        raise DlcError("--tracker needs --key, the device key boards registered with (e.g. raspberry-pi-4)")
+    config.address.check()
     artifact = Artifact.load(path)  # checks every sha256 before anything leaves this machine
     error: DeviceError | None = None
     for attempt in range(1, config.retries + 2):
         try:
-            report = _with_deadline(lambda: _deploy_once(artifact, config), config.timeout, _where(config))
+            report = with_deadline(lambda: _deploy_once(artifact, config), config.timeout, config.address)
             report.attempts = attempt
             return report
         except DeviceError as e:  # the device or the link failed: worth another try
@@ -68,54 +70,13 @@ def deploy(path: str | Path, config: DeployConfig) -> DeployReport:
                       "`dlc device emulate` starts an emulated one)")
 
 
-def _where(config: DeployConfig) -> str:
-    return f"RPC server {config.rpc}" if config.rpc else f"tracker {config.tracker} (key {config.key})"
-
-
-def _with_deadline(fn, timeout: float, where: str):
-    """Runs fn in a daemon thread; a device that stops answering cannot block past `timeout`."""
-    box: dict[str, Any] = {}
-
-    def target():
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # handed to the caller's thread below
-            box["error"] = e
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise DeviceError(f"{where} did not finish within {timeout:.0f} s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-def connect(config: DeployConfig):
-    """An RPC session to the device; connection failures become DeviceError."""
-    from tvm import rpc
-
-    session_timeout = int(config.timeout)
-    try:
-        if config.rpc:
-            host, port = host_port(config.rpc, "--rpc")
-            return rpc.connect(host, port, key=config.key, session_timeout=session_timeout)
-        host, port = host_port(config.tracker, "--tracker")
-        return rpc.connect_tracker(host, port).request(config.key, session_timeout=session_timeout, max_retry=3)
-    except DlcError:
-        raise
-    except Exception as e:  # TVM raises TVMError, RuntimeError or OSError for an unreachable device
-        raise DeviceError(f"cannot reach {_where(config)}: {_first_line(e)}") from e
-
-
 def _deploy_once(artifact: Artifact, config: DeployConfig) -> DeployReport:
     import tvm
     from tvm import relax
 
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    remote = connect(config)
+    remote = connect(config.address, config.timeout)
     device = device_info(remote)
     _check_architecture(artifact, device)
     seconds["connect"] = _lap(t0)
@@ -123,7 +84,7 @@ def _deploy_once(artifact: Artifact, config: DeployConfig) -> DeployReport:
         remote_name = f"dlc-{artifact.manifest['files']['library']['sha256'][:16]}.so"
         remote.upload(str(artifact.library_path), target=remote_name)
         lib = remote.load_module(remote_name)
-        dev = remote.cuda() if artifact.device == "cuda" else remote.cpu()
+        dev = tvm_device(artifact.device, remote)
         vm = relax.VirtualMachine(lib, dev)
         seconds["upload_and_load"] = _lap(t0, seconds)
         golden_in, golden_out = artifact.golden()
@@ -136,23 +97,14 @@ def _deploy_once(artifact: Artifact, config: DeployConfig) -> DeployReport:
     except DlcError:
         raise
     except Exception as e:
-        raise DeviceError(f"{_where(config)} failed during the run: {_first_line(e)}") from e
-    from dlc.compiler.build import check_close
-
-    diff = check_close(outputs, golden_out, config.atol, config.rtol, "the device", "ONNX Runtime (golden)")
+        raise DeviceError(f"{config.address} failed during the run: {first_line(e)}") from e
+    diff = require_close(outputs, golden_out, Tolerance(config.atol, config.rtol),
+                         "the device's outputs and ONNX Runtime's (golden)", "check the target it was compiled for")
     runs = np.asarray(timer.results) * 1000.0
     latency = {"mean": float(runs.mean()), "median": float(np.median(runs)), "min": float(runs.min()),
                "max": float(runs.max()), "std": float(runs.std()), "number": config.number, "repeat": config.repeat}
     return DeployReport(str(artifact.path), device, diff, latency, [round(float(r), 4) for r in runs], seconds, 1,
                         outputs)
-
-
-def device_info(remote) -> dict[str, Any]:
-    """What the device says about itself; boards started by dlc answer `dlc.device_info`."""
-    try:
-        return json.loads(remote.get_function("dlc.device_info")())
-    except Exception:  # a plain TVM RPC server has no such function
-        return {"arch": None, "note": "the device did not report its architecture (not started by dlc)"}
 
 
 def _check_architecture(artifact: Artifact, device: dict[str, Any]) -> None:
@@ -163,16 +115,5 @@ def _check_architecture(artifact: Artifact, device: dict[str, Any]) -> None:
             f"uploaded. Recompile for it, e.g. `dlc compile MODEL.onnx --target {device.get('board') or 'TARGET'}`")
 
 
-def host_port(text: str, flag: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise DlcError(f"{flag} {text!r} is not HOST:PORT; e.g. {flag} 127.0.0.1:9190")
-    return host, int(port)
-
-
 def _lap(t0: float, seconds: dict[str, float] | None = None) -> float:
     return round(time.perf_counter() - t0 - sum((seconds or {}).values()), 3)
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]

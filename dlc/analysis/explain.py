@@ -65,3 +65,36 @@ def _integrated_gradients(module, x, target: int, steps: int) -> tuple[np.ndarra
     with torch.no_grad():
         gap = module(x)[0, target] - module(baseline)[0, target]
     return ig.sum(0).detach().numpy(), abs(float(ig.sum()) - float(gap))
+
+
+def explain_checkpoint(checkpoint_path, index: str = "0,1,2,3", inputs=None, target: int | None = None,
+                       steps: int = 64) -> list[Attribution]:
+    """Attributions for a classifier checkpoint: test-set images by index ("0,1,2"), or an .npz's `x`."""
+    from dlc import zoo
+    from dlc.training import checkpoint
+
+    ckpt = checkpoint.load(checkpoint_path)
+    task = zoo.get(ckpt.model).task
+    if task != "classify":
+        raise DlcError(f"dlc explain attributes a classifier's decision; {ckpt.model!r} is a {task} model: "
+                       "pass a checkpoint of an image classifier")
+    images, labels, indices = _images(ckpt, index, inputs)
+    return attribute(ckpt.build_module(), images, labels, indices, target, steps)
+
+
+def _images(ckpt, index: str, inputs):
+    """The images to explain, their labels and test-set indices (None for an .npz of images)."""
+    from dlc.specs import TensorSpec, load_inputs
+    from dlc.training.data import load_dataset
+
+    if inputs is not None:
+        spec = TensorSpec("x", ("N", *ckpt.input_shape), "float32")
+        return load_inputs(inputs, [spec])["x"], None, None
+    data = load_dataset(ckpt.dataset or "digits")
+    try:
+        chosen = [int(i) for i in index.split(",") if i.strip()]
+    except ValueError:
+        chosen = []
+    if not chosen or any(not 0 <= i < len(data.x_test) for i in chosen):
+        raise DlcError(f"--index {index!r} must list test-set indices between 0 and {len(data.x_test) - 1}")
+    return data.x_test[chosen], data.y_test[chosen], chosen

@@ -10,6 +10,13 @@ from dlc.errors import InputMismatchError
 
 Dim = int | str  # a str is a symbolic dimension (e.g. "batch") that accepts any size
 
+# The one default for symbolic dimensions. Where one static shape is needed (compile, inspect,
+# a benchmark's inputs) a symbolic dimension becomes STATIC_DIM: one request's batch.
+# Sample inputs that check a transformation (passes, lowering, tracing an export) use
+# SAMPLE_DIM instead: a size of 1 hides broadcasting mistakes, and torch.export specializes it.
+STATIC_DIM = 1
+SAMPLE_DIM = 2
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -69,7 +76,7 @@ def load_inputs(path, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
     return check_inputs(specs, given)
 
 
-def random_inputs(specs: list[TensorSpec], seed: int = 0, batch: int = 1) -> dict[str, np.ndarray]:
+def random_inputs(specs: list[TensorSpec], seed: int = 0, batch: int = STATIC_DIM) -> dict[str, np.ndarray]:
     """Reproducible sample inputs; symbolic dimensions become `batch`."""
     rng = np.random.default_rng(seed)
     out = {}
@@ -86,7 +93,7 @@ def random_inputs(specs: list[TensorSpec], seed: int = 0, batch: int = 1) -> dic
 
 
 def static_specs(specs: list[TensorSpec], shapes: dict[str, list[int]] | None) -> list[TensorSpec]:
-    """Input specs with every dimension fixed: from `shapes`, else batch 1 for a symbolic first dim."""
+    """Input specs with every dimension fixed: from `shapes`, else STATIC_DIM for a symbolic first dim."""
     shapes = dict(shapes or {})
     unknown = sorted(set(shapes) - {s.name for s in specs})
     if unknown:
@@ -104,7 +111,7 @@ def _static_spec(spec: TensorSpec, given: list[int] | None) -> TensorSpec:
     if spec.is_static():
         return spec
     if all(isinstance(d, int) for d in spec.shape[1:]):
-        return TensorSpec(spec.name, (1, *spec.shape[1:]), spec.dtype)  # dynamic batch → 1
+        return TensorSpec(spec.name, (STATIC_DIM, *spec.shape[1:]), spec.dtype)
     example = ",".join(str(d) if isinstance(d, int) else "N" for d in spec.shape)
     raise InputMismatchError(f"input {spec} has symbolic dimensions; fix them with --shape {spec.name}={example}")
 

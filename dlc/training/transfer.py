@@ -15,7 +15,7 @@ from dlc.errors import InvalidModelError, UnknownNameError
 
 def start_from(model, path: Path, model_name: str) -> dict[str, list[str]]:
     """Copies matching weights of checkpoint `path` into `model`; says what was copied and skipped."""
-    from dlc import checkpoint
+    from dlc.training import checkpoint
 
     source = checkpoint.load(path)
     require_same_model(source, model_name, path)

@@ -58,7 +58,7 @@ def run_in_child(target: str, *args: Any, timeout: float | None = None, without_
     receives what the child passes to `send_event`. `without_torch` keeps torch out of the
     child (tvm_ffi imports it when present: 1.2 s and ~150 MB that a TVM-only child never uses).
     """
-    command = [sys.executable, "-m", "dlc.runtime.child", *(["--without-torch"] if without_torch else [])]
+    command = [sys.executable, "-m", "dlc.child", *(["--without-torch"] if without_torch else [])]
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
                                 start_new_session=True)
@@ -169,6 +169,19 @@ def _write(channel, message) -> None:
     channel.flush()
 
 
+class _WithoutTorch:
+    """An import hook under which `import torch` raises ImportError (tvm_ffi then goes without it).
+
+    A hook rather than `sys.modules["torch"] = None`: libraries that look for torch in
+    sys.modules (xgboost, cloudpickle) would find None there and fail.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"{name} is kept out of this process", name=name)
+        return None
+
+
 def _die_with_parent() -> None:
     """Linux: this process gets SIGTERM when its parent dies, so it never outlives it."""
     with contextlib.suppress(OSError, AttributeError):
@@ -181,7 +194,7 @@ def _main() -> None:
     global _channel
     _die_with_parent()
     if "--without-torch" in sys.argv:
-        sys.modules["torch"] = None  # imports of torch raise ImportError; tvm_ffi then goes without it
+        sys.meta_path.insert(0, _WithoutTorch())
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds, so `finally` blocks run
     target, args = pickle.loads(sys.stdin.buffer.read())
     # Messages get a descriptor of their own; anything printed, from Python or native code, goes to stderr.

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from dlc.errors import InputMismatchError
-from dlc.runtime.specs import TensorSpec, check_inputs, random_inputs
+from dlc.specs import TensorSpec, check_inputs, random_inputs
 
 SPECS = [TensorSpec("image", ("batch", 3, 4, 4), "float32"), TensorSpec("mask", (2,), "int64")]
 
@@ -30,7 +30,7 @@ def test_random_inputs_are_reproducible_and_typed():
 
 
 def test_aligned_copies_only_when_needed():
-    from dlc.runtime.specs import aligned, is_aligned
+    from dlc.specs import aligned, is_aligned
 
     base = np.zeros(64 * 4 + 16, np.uint8)
     offset = (-base.ctypes.data) % 64 + 16
@@ -42,8 +42,8 @@ def test_aligned_copies_only_when_needed():
 
 
 def test_tvm_session_gives_the_same_answer_for_aligned_and_misaligned_inputs(artifact):
-    from dlc.runtime.session import open_session
-    from dlc.runtime.specs import aligned
+    from dlc.runtime.backends import open_session
+    from dlc.specs import aligned
 
     session = open_session("tvm", artifact)
     base = np.zeros(256 + 64 + 16, np.uint8)

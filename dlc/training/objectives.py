@@ -60,7 +60,7 @@ class Adversarial:
     has_accuracy, early_stopping = False, False
 
     def __init__(self, model, config):
-        from dlc.training import make_optimizer
+        from dlc.training.optimizers import make_optimizer
 
         self.latent = model.generator[0].in_features
         self.d_optimizer = make_optimizer(config, model.discriminator.parameters())

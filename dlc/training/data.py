@@ -45,7 +45,7 @@ def load_dataset(name: str, seed: int = 0, val_fraction: float = 0.15,
     if name in DATASETS:
         x, y, preprocess = _load_digits() if name == "digits" else _generate_sequences()
     elif Path(name).exists():
-        from dlc.datafiles import load_arrays
+        from dlc.training.datafiles import load_arrays
 
         x, y, preprocess = load_arrays(Path(name))
     else:
