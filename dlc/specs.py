@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +49,13 @@ class TensorSpec:
 
 
 def check_inputs(specs: list[TensorSpec], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Returns `inputs` if they match `specs`; otherwise raises one error listing every mismatch."""
+    """Returns `inputs` if they match `specs`; otherwise raises one error listing every mismatch.
+
+    Every model call goes through here, so the common case (contiguous arrays that fit)
+    is decided first without building anything: a 20 µs model must not pay 4 µs for it.
+    """
+    if len(inputs) == len(specs) and all(_fits(spec, inputs.get(spec.name)) for spec in specs):
+        return inputs
     by_name = {s.name: s for s in specs}
     problems = [f"missing input {name!r}" for name in by_name if name not in inputs]
     problems += [f"{name!r} is not an input" for name in inputs if name not in by_name]
@@ -60,6 +67,18 @@ def check_inputs(specs: list[TensorSpec], inputs: dict[str, np.ndarray]) -> dict
         raise InputMismatchError(f"inputs do not match the model: {'; '.join(problems)} "
                                  f"(the model takes {expected})")
     return {name: np.ascontiguousarray(inputs[name]) for name in by_name}
+
+
+def _fits(spec: TensorSpec, array) -> bool:
+    # dtype == a cached np.dtype: `array.dtype.name` builds a string, 2 µs a call
+    return (isinstance(array, np.ndarray) and array.dtype == _np_dtype(spec.dtype) and array.flags.c_contiguous
+            and len(array.shape) == len(spec.shape)
+            and all(want == got or not isinstance(want, int) for want, got in zip(spec.shape, array.shape)))
+
+
+@functools.lru_cache(maxsize=None)
+def _np_dtype(name: str) -> np.dtype:
+    return np.dtype(name)
 
 
 def load_inputs(path, specs: list[TensorSpec]) -> dict[str, np.ndarray]:

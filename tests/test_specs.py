@@ -51,3 +51,14 @@ def test_tvm_session_gives_the_same_answer_for_aligned_and_misaligned_inputs(art
     x = base[offset:offset + 256].view(np.float32).reshape(1, 1, 8, 8)
     x[...] = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
     np.testing.assert_array_equal(session.run({"input": x})["logits"], session.run({"input": aligned(x)})["logits"])
+
+
+def test_tvm_session_copies_a_read_only_input_rather_than_sharing_it(artifact):
+    from dlc.runtime.backends import open_session
+    from dlc.specs import aligned
+
+    session = open_session("tvm", artifact)
+    x = aligned(np.random.default_rng(1).random((1, 1, 8, 8), dtype=np.float32))
+    want = session.run({"input": x})["logits"].copy()
+    x.flags.writeable = False  # DLPack cannot hand TVM a read-only buffer: it must be copied
+    np.testing.assert_array_equal(session.run({"input": x})["logits"], want)

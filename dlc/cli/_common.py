@@ -75,6 +75,15 @@ def tuning_summary(tuning: dict, seconds: float) -> str:
             f"{tuning['trials_run']} trials run now ({seconds:.1f} s)")
 
 
+def schedules_line(schedules: dict) -> str:
+    """"kernels: 9 tiled reduction, 4 injective, 0 unscheduled — 100.0% of FLOPs in scheduled kernels"."""
+    counts = schedules["kernels"]
+    parts = [f"{n} {how.split(' (')[0]}" for how, n in sorted(counts.items(), key=lambda kv: -kv[1]) if how != "none"]
+    parts.append(f"{counts.get('none', 0)} unscheduled")
+    return (f"kernels: {', '.join(parts)} — {100 * schedules['scheduled_flops_share']:.1f}% of FLOPs in scheduled "
+            "kernels")
+
+
 def bench_table(report) -> Table:
     """One row per backend: latency percentiles, throughput, memory and output difference."""
     table = Table(title=f"{report.model} — inputs {report.inputs}, {report.config.runs} runs")

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dlc.cli._common import console, parse_shapes, tuning_progress, tuning_summary
+from dlc.cli._common import console, parse_shapes, schedules_line, tuning_progress, tuning_summary
+
+
+class Schedules(str, Enum):
+    default = "default"
+    none = "none"
 
 
 def compile_(
@@ -21,6 +27,9 @@ def compile_(
                                                   "model and target (tunes only the missing ones).")] = 0,
     tuning_db: Annotated[Path | None, typer.Option(help="Tuning database directory "
                                                         "[default: ~/.cache/dlc/tuning/KEY].")] = None,
+    schedules: Annotated[Schedules, typer.Option(help="default: dlc's CPU schedules on every kernel the tuning "
+                                                     "database has no record for; none: TVM's own unscheduled CPU "
+                                                     "pipeline, to compare against.")] = Schedules.default,
     force: Annotated[bool, typer.Option(help="Replace an existing artifact.")] = False,
 ):
     """Compile an ONNX model with TVM into a verified artifact directory."""
@@ -29,12 +38,14 @@ def compile_(
 
     output = output or beside(model, ".dlc")
     config = CompileConfig(target=target, shapes=parse_shapes(shape), atol=atol, rtol=rtol, force=force,
-                           tuning=TuningOptions(trials=tune, database=tuning_db))
+                           tuning=TuningOptions(trials=tune, database=tuning_db), schedules=schedules.value)
     with tuning_progress(f"compiling for {target}", tune) as on_tuning:
         report = compile_model(model, output, config, on_tuning)
     diff = report.max_abs_diff
     if report.tuning:
         console.print(tuning_summary(report.tuning, report.seconds["tune"]))
+    if report.schedules:
+        console.print(schedules_line(report.schedules))
     console.print(f"wrote {output} (library {report.library_bytes / 1024:.0f} KiB, target "
                   f"{report.target.tvm}, {sum(report.seconds.values()):.1f} s)")
     if diff is not None:

@@ -35,6 +35,7 @@ from dlc.artifact import (
 )
 from dlc.compiler.coverage import check_coverage, require_supported
 from dlc.compiler.elf import read_elf_header
+from dlc.compiler.frontend import import_relax
 from dlc.errors import DlcError, first_line
 from dlc.fileio import atomic_path, check_output, write_json
 from dlc.numerics import Tolerance, require_close
@@ -60,6 +61,7 @@ class CompileConfig:
     seed: int = 0  # for the golden inputs
     force: bool = False
     tuning: TuningOptions = TuningOptions()
+    schedules: str = "default"  # "none": TVM's own CPU pipeline, no dlc schedules (to compare against)
 
 
 @dataclass
@@ -71,11 +73,13 @@ class CompileReport:
     library_bytes: int
     tuning: dict[str, Any] | None = None
     not_verified_because: str | None = None  # why the library could not run here ("this CPU lacks avx512f")
+    schedules: dict[str, Any] | None = None  # how each kernel was scheduled (schedules.schedule_summary); CPUs
 
     def to_dict(self) -> dict[str, Any]:
         return {"artifact": str(self.artifact), "target": self.target.to_dict(), "seconds": self.seconds,
                 "max_abs_diff_vs_onnxruntime": self.max_abs_diff, "library_bytes": self.library_bytes,
-                "tuning": self.tuning, "not_verified_because": self.not_verified_because}
+                "tuning": self.tuning, "not_verified_because": self.not_verified_because,
+                "schedules": self.schedules}
 
 
 @dataclass
@@ -111,9 +115,9 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
     target, inputs = prepared.target, prepared.inputs
     fcompile = target.fcompile()  # a missing cross linker fails here, before the build
     timer.mark("load")
-    mod, tuning = _tuned(prepared, config.tuning, on_tuning)
+    database, tuning = _tuned(prepared, config, on_tuning)
     timer.mark("tune")
-    executable = build_module(mod, target)
+    executable, schedules = build_module(prepared.relax(), target, database, config.schedules)
     timer.mark("build")
     with atomic_path(out, directory=True) as tmp:
         _export_library(executable, tmp / LIBRARY, fcompile, target)
@@ -129,14 +133,16 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
                              timer.seconds)
         manifest["verification"]["not_verified_because"] = not_here
         manifest["tuning"] = tuning
+        manifest["schedules"] = schedules
         write_json(tmp / MANIFEST, manifest)
-    return CompileReport(out, target, timer.seconds, diff, (out / LIBRARY).stat().st_size, tuning, not_here)
+    return CompileReport(out, target, timer.seconds, diff, (out / LIBRARY).stat().st_size, tuning, not_here,
+                         schedules)
 
 
 def tune_model(onnx_path: str | Path, config: CompileConfig,
                on_tuning: Callable[[int, int, float | None], None] | None = None) -> dict[str, Any]:
     """Grows the tuning database of `onnx_path` for `config.target` to `config.tuning.trials`; no artifact."""
-    _, report = _tuned(prepare(onnx_path, config), config.tuning, on_tuning)
+    _, report = _tuned(prepare(onnx_path, config), config, on_tuning)
     return report
 
 
@@ -181,49 +187,43 @@ def _write_onnx(prepared: Prepared, source: Path, path: Path) -> None:
         shutil.copyfile(source, path)
 
 
-def _tuned(prepared: Prepared, options: TuningOptions, on_tuning):
-    """Applies (and first grows, if asked) the tuning database of this model, shapes and target."""
-    from dlc.compiler import tuning
+def _tuned(prepared: Prepared, config: CompileConfig, on_tuning) -> tuple[Path | None, dict[str, Any] | None]:
+    """The tuning database of this model, shapes and target, grown first if asked; None if it has nothing."""
+    from dlc.compiler import pipeline, tuning
 
-    target = prepared.target
+    target, options = prepared.target, config.tuning
     key = tuning.database_key(prepared.source_sha256, {s.name: list(s.shape) for s in prepared.inputs}, target.tvm)
     database = options.database or tuning.default_database(key)
-    mod = prepared.relax()
     if options.trials <= 0 and tuning.count_records(database) == 0:
-        return mod, None
+        return None, None
     tune_config = tuning.TuneConfig(trials=options.trials, tracker=options.tracker, key=options.key,
                                     linker=target.linker)
-    mod, report = tuning.tune_and_apply(mod, target.tvm_target(), database, key, tune_config, on_tuning)
-    return mod, report.to_dict()
+    tvm_target = target.tvm_target()
+    report = tuning.grow(pipeline.prepare(prepared.relax(), tvm_target, config.schedules), tvm_target, database, key,
+                         tune_config, on_tuning)
+    return database, report.to_dict()
 
 
 def build_executable(model, inputs: list[TensorSpec], target: TargetSpec):
     """Imports the ONNX model into Relax with static input shapes and builds it for `target`."""
-    return build_module(import_relax(model, inputs), target)
+    return build_module(import_relax(model, inputs), target)[0]
 
 
-def import_relax(model, inputs: list[TensorSpec]):
-    """The ONNX model as a Relax IRModule with static input shapes and embedded weights."""
-    from tvm.relax.frontend.onnx import from_onnx
+def build_module(mod, target: TargetSpec, database: Path | None = None, schedules: str = "default"):
+    """Builds a Relax module through dlc's pipeline; returns the executable and what was scheduled how.
 
-    try:
-        mod = from_onnx(model, shape_dict={s.name: list(s.shape) for s in inputs},
-                        dtype_dict={s.name: s.dtype for s in inputs}, keep_params_in_input=False)
-    except Exception as e:  # the importer raises many types; any of them means "cannot import"
-        raise DlcError(f"TVM's ONNX importer failed: {type(e).__name__}: {first_line(e)}; "
-                       "run `dlc doctor MODEL.onnx` to see which ops are supported, or `dlc optimize MODEL.onnx` "
-                       "first to fold the constants and shape computations the importer cannot read") from e
-    return mod
-
-
-def build_module(mod, target: TargetSpec):
-    """Builds a Relax module with the target's default pipeline (legalize, fuse, DLight for GPUs)."""
+    The tuning database's records apply where it has them, the default schedules elsewhere.
+    """
     import tvm
-    from tvm import relax
+
+    from dlc.compiler import pipeline
+    from dlc.compiler.schedules import schedule_summary
 
     tvm_target = target.tvm_target()
+    mod = pipeline.schedule(pipeline.prepare(mod, tvm_target, schedules), tvm_target, database, schedules)
+    summary = schedule_summary(mod) if pipeline.is_cpu(tvm_target) else None
     with tvm_target:
-        return tvm.compile(mod, target=tvm_target, relax_pipeline=relax.get_default_pipeline(tvm_target))
+        return tvm.compile(mod, target=tvm_target, relax_pipeline=pipeline.lower(tvm_target)), summary
 
 
 def _export_library(executable, path: Path, fcompile, target: TargetSpec) -> None:

@@ -107,27 +107,9 @@ def records_sha256(database: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
-def prepare(mod, target):
-    """The passes the tuning pipeline runs before MetaSchedule: decompose, legalize, fuse."""
-    import tvm
-    from tvm.relax import transform
-    from tvm.relax.pipeline import zero_pipeline
-
-    with target:
-        return tvm.transform.Sequential([transform.DecomposeOpsForInference(), transform.CanonicalizeBindings(),
-                                         zero_pipeline()])(mod)
-
-
-def apply_database(mod, target, database: Path):
-    from tvm.relax import transform
-
-    with target:
-        return transform.MetaScheduleApplyDatabase(str(database))(mod)
-
-
 def tune(mod, target, database: Path, config: TuneConfig,
          on_progress: Callable[[int, int, float | None], None] | None = None) -> int:
-    """Tunes `mod` (already prepared) until the database holds `config.trials` records.
+    """Tunes `mod` (prepared by `pipeline.prepare`) until the database holds `config.trials` records.
 
     Returns the number of trials run now. Ctrl-C stops tuning early; what was measured
     stays in the database and the next call resumes from it.
@@ -277,8 +259,8 @@ def _cpu_build(mod, target, _params):
     return tvm_build(mod, target=target)
 
 
-def tune_and_apply(mod, target, database: Path, key: str, config: TuneConfig, on_progress=None):
-    """Prepares `mod`, tunes it up to `config.trials` records, and applies the database.
+def grow(mod, target, database: Path, key: str, config: TuneConfig, on_progress=None) -> TuningReport:
+    """Tunes the prepared `mod` (`pipeline.prepare`) until the database holds `config.trials` records.
 
     The search runs in a child process: MetaSchedule keeps global state between runs (a
     second tuning in one process failed with "'NoneType' object has no attribute
@@ -288,23 +270,22 @@ def tune_and_apply(mod, target, database: Path, key: str, config: TuneConfig, on
 
     start = time.perf_counter()
     before = count_records(database)
-    mod = prepare(mod, target)
     # MetaSchedule stops early once every task's search space is exhausted, so a finished
     # run can hold fewer records than its budget; only an interrupted one is resumed.
     if config.trials > max(before, finished_budget(database)):
         run_in_child("dlc.compiler.tuning:tune_in_child", mod, dict(target.export()), database, config,
                      on_event=on_progress)
         _write_progress(database, config.trials)
-    mod = apply_database(mod, target, database)
-    report = TuningReport(database, key, config.trials, before, count_records(database),
-                          time.perf_counter() - start)
-    return mod, report
+    return TuningReport(database, key, config.trials, before, count_records(database), time.perf_counter() - start)
 
 
 def tune_in_child(mod, target_json: dict, database: Path, config: TuneConfig) -> int:
-    """The child process's side of `tune_and_apply`: progress goes back to the parent as events."""
+    """The child process's side of `grow`: progress goes back to the parent as events."""
     import tvm
 
     from dlc.child import send_event
+    from dlc.runtime.tvm_session import use_all_cores
+
+    use_all_cores()  # candidates are measured with the threads the compiled model will have
 
     return tune(mod, tvm.target.Target(target_json), database, config, send_event)

@@ -1,4 +1,5 @@
-"""Every zoo model: a few training steps → ONNX export (dynamic batch) → TVM compile → equal to ONNX Runtime."""
+"""Every zoo model: a few training steps → ONNX export (dynamic batch) → TVM compile (default schedules on
+every kernel) → equal to ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ from dlc.training import TrainConfig, train
 def test_train_export_compile_matches_onnxruntime(name, tmp_path):
     result = train(TrainConfig(model=name, epochs=1, max_steps=3))
     onnx_path = export_checkpoint(result.checkpoint, tmp_path / f"{name}.onnx", ExportConfig(dynamic_batch=True)).path
-    report = compile_model(onnx_path, tmp_path / f"{name}.dlc", CompileConfig(tuning=TuningOptions(database=tmp_path / "no-tuning")))
+    report = compile_model(onnx_path, tmp_path / f"{name}.dlc",
+                           CompileConfig(tuning=TuningOptions(database=tmp_path / "no-tuning")))
     assert report.max_abs_diff is not None and report.max_abs_diff <= zoo.get(name).tolerance
+    # the default schedules reached every kernel that computes
+    assert report.schedules["kernels"].get("none", 0) == 0 and report.schedules["scheduled_flops_share"] >= 0.9
 
     reference = OrtSession(onnx_path)
     feed = random_inputs(reference.inputs, seed=5)

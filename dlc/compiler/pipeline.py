@@ -1,0 +1,68 @@
+"""The Relax pipeline dlc compiles with, in three stages shared by compiling and tuning.
+
+    prepare    decompose inference ops; on CPUs, convolutions to NHWC with HWIO weights
+               (output channels innermost, so they vectorize like a matmul's columns; the
+               weight transposes fold into constants at compile time, the activations'
+               layout follows through pooling and elementwise ops); then legalize to TIR,
+               fold constants and fuse — the kernels that tuning searches and schedules apply to
+    schedule   the tuning database's records where it has them, dlc's default CPU schedules
+               (dlc.compiler.schedules) everywhere else
+    lower      TVM's own: dataflow lowering, memory planning, VM code
+
+GPU targets keep TVM's default pipeline, whose DLight rules schedule every kernel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# ConvertLayout carries NHWC from the convolutions through whatever follows them.
+CPU_LAYOUTS = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
+
+
+def is_cpu(target) -> bool:
+    return target.kind.name == "llvm"
+
+
+SCHEDULES = ("default", "none")  # dlc's default CPU schedules, or TVM's unscheduled CPU pipeline (to compare)
+
+
+def prepare(mod, target, schedules: str = "default"):
+    """Relax → fused TIR kernels, ready for tuning or scheduling (in NHWC when default schedules follow)."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+    from tvm.relax.pipeline import zero_pipeline
+
+    passes = [relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings()]
+    if is_cpu(target):
+        if schedules == "default":
+            passes += [relax.transform.ConvertLayout(CPU_LAYOUTS), relax.transform.FoldConstant()]
+        passes += [*cpu.library_dispatch_passes(target), *cpu.legalize_passes(target)]
+    else:
+        passes += [zero_pipeline()]
+    with target:
+        return tvm.transform.Sequential(passes)(mod)
+
+
+def schedule(mod, target, database: Path | None = None, schedules: str = "default"):
+    """Tuned records where the database has them, then the default schedules (CPU targets)."""
+    from tvm.relax import transform
+
+    from dlc.compiler.schedules import apply_default_schedules
+
+    if database is not None:
+        with target:
+            mod = transform.MetaScheduleApplyDatabase(str(database))(mod)
+    return apply_default_schedules(mod, target, None if schedules == "default" else []) if is_cpu(target) else mod
+
+
+def lower(target):
+    """The rest of TVM's pipeline for `target`, after scheduling."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    if not is_cpu(target):
+        return relax.get_default_pipeline(target)
+    return tvm.transform.Sequential([*cpu.dataflow_lower_passes(target), *cpu.finalize_passes(target)])

@@ -1,0 +1,99 @@
+"""Default CPU schedules: what DLight is for GPUs, for the kernels dlc compiles for CPUs.
+
+TVM 0.27's CPU pipeline legalizes and fuses but schedules nothing, so every kernel runs
+as a scalar, single-threaded loop nest. Each rule here takes one kernel family (a rule
+returns None for a kernel that is not its own) and they are tried in order:
+
+    TiledReduction   matmul, dense, batch matmul, NHWC conv2d (depthwise too), pooling, means
+    RowReduction     softmax, layer norm, reductions over the innermost axis (TVM's own rule)
+    Injective        elementwise, transposes, padding, concatenation
+    Fallback         anything else: outer loops shared out over the cores
+
+Kernels a tuning database has a record for keep their tuned schedule. Every scheduled
+kernel carries the attribute `dlc.schedule` (its rule's family, or "tuned") so that a
+compile can say what it scheduled and how.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCHEDULE_ATTR = "dlc.schedule"
+TUNED = "tuned"
+UNSCHEDULED = "none"
+
+
+def cpu_rules() -> list:
+    from dlc.compiler.schedules.injective import Injective
+    from dlc.compiler.schedules.reduction import Fallback, RowReduction
+    from dlc.compiler.schedules.tiled import TiledReduction
+
+    return [TiledReduction(), RowReduction(), Injective(), Fallback()]
+
+
+def apply_default_schedules(mod, target, rules=None):
+    """Schedules every PrimFunc of `mod` not scheduled yet with the first rule that takes it.
+
+    Returns a new module; a kernel no rule takes is left as it is (and reported "none").
+    """
+    import tvm
+    from tvm import tirx
+
+    rules = cpu_rules() if rules is None else rules
+    updated = {}
+    for gv, func in mod.functions_items():
+        if not isinstance(func, tirx.PrimFunc):
+            continue
+        if _is_scheduled(func):
+            updated[gv] = func if SCHEDULE_ATTR in func.attrs else func.with_attr(SCHEDULE_ATTR, TUNED)
+            continue
+        for rule in rules:
+            sch = rule.apply(func, target, False)
+            if sch is not None:
+                updated[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True).with_attr(SCHEDULE_ATTR,
+                                                                                               rule.family)
+                break
+    result = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
+    for gv, func in updated.items():
+        result[gv] = func
+    return result
+
+
+def _is_scheduled(func) -> bool:
+    return bool(func.attrs) and "tirx.is_scheduled" in func.attrs and bool(func.attrs["tirx.is_scheduled"])
+
+
+def schedule_summary(mod) -> dict[str, Any]:
+    """How each kernel was scheduled, with its share of the model's FLOPs (TVM's own estimate).
+
+    {"kernels": {"tiled reduction (...)": 5, "none": 0, ...}, "flops": {... share ...},
+     "scheduled_flops_share": 0.99, "per_kernel": [{"name", "schedule", "flops"}]}
+    """
+    from tvm import tirx
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    rows = []
+    for gv, func in mod.functions_items():
+        if isinstance(func, tirx.PrimFunc):
+            how = func.attrs[SCHEDULE_ATTR] if func.attrs and SCHEDULE_ATTR in func.attrs else UNSCHEDULED
+            rows.append({"name": gv.name_hint, "schedule": str(how), "flops": _flops(estimate_tir_flops, func)})
+    total = sum(r["flops"] for r in rows)
+    kernels: dict[str, int] = {}
+    shares: dict[str, float] = {}
+    for r in rows:  # a model without FLOPs (an argmax, a transpose) is shared out by kernel count
+        kernels[r["schedule"]] = kernels.get(r["schedule"], 0) + 1
+        share = r["flops"] / total if total else 1.0 / len(rows)
+        shares[r["schedule"]] = shares.get(r["schedule"], 0.0) + share
+    scheduled = sum(s for how, s in shares.items() if how != UNSCHEDULED)
+    return {"kernels": kernels, "flops_share": {k: round(v, 4) for k, v in shares.items()},
+            "scheduled_flops_share": round(scheduled, 4),
+            "per_kernel": sorted(rows, key=lambda r: -r["flops"])}
+
+
+def _flops(estimate, func) -> float:
+    import tvm
+
+    try:
+        return float(estimate(tvm.IRModule({"main": func})))
+    except Exception:  # noqa: BLE001 - the estimator refuses some loop forms; such a kernel counts as 0
+        return 0.0

@@ -1,0 +1,118 @@
+"""Default CPU schedules: each rule takes its kernel family, and what it builds equals ONNX Runtime.
+
+Each case compiles a tiny model as `dlc compile` does (the library is verified against ONNX
+Runtime on golden inputs) and checks which rule scheduled its heaviest kernel and the
+share of the model's FLOPs in scheduled kernels.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from dlc.compiler.build import CompileConfig, TuningOptions, compile_model
+from tests.passes.helpers import parse
+
+IR = '<ir_version: 9, opset_import: ["" : 18]>'
+
+
+def _w(*shape):
+    return np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32) * 0.3
+
+
+CASES = {
+    # name: (model text, initializers, the family that must schedule the heaviest kernel)
+    "dense": ("g (float[1,64] x) => (float[1,32] y) { y = Gemm<transB = 1>(x, w, b) }",
+              {"w": _w(32, 64), "b": _w(32)}, "tiled reduction"),
+    "matmul": ("g (float[16,48] x) => (float[16,40] y) { r = MatMul(x, w)  y = Relu(r) }",
+               {"w": _w(48, 40)}, "tiled reduction"),
+    "conv3x3": ("g (float[1,8,12,12] x) => (float[1,16,12,12] y) { c = Conv<pads = [1, 1, 1, 1]>(x, w, b) "
+                "y = Relu(c) }", {"w": _w(16, 8, 3, 3), "b": _w(16)}, "tiled reduction"),
+    "conv_stride2_relu6": ("g (float[1,3,16,16] x) => (float[1,24,8,8] y) { "
+                           "c = Conv<pads = [1, 1, 1, 1], strides = [2, 2]>(x, w)  y = Clip(c, lo, hi) }",
+                           {"w": _w(24, 3, 3, 3), "lo": np.array(0.0, np.float32), "hi": np.array(6.0, np.float32)},
+                           "tiled reduction"),
+    "depthwise": ("g (float[1,32,10,10] x) => (float[1,32,10,10] y) { "
+                  "y = Conv<pads = [1, 1, 1, 1], group = 32>(x, w) }", {"w": _w(32, 1, 3, 3)}, "tiled reduction"),
+    "maxpool": ("g (float[1,16,8,8] x) => (float[1,16,4,4] y) { c = Conv(x, w)  y = MaxPool<kernel_shape = [2, 2], "
+                "strides = [2, 2]>(c) }", {"w": _w(16, 16, 1, 1)}, "tiled reduction"),
+    "softmax": ("g (float[8,64] x) => (float[8,64] y) { y = Softmax<axis = -1>(x) }", {}, "row reduction"),
+    "layernorm": ("g (float[4,16,32] x) => (float[4,16,32] y) { y = LayerNormalization<axis = -1>(x, s, b) }",
+                  {"s": _w(32) + 1, "b": _w(32)}, "row reduction"),
+    "elementwise": ("g (float[2,8,16] x) => (float[2,16,8] y) { a = Mul(x, x)  t = Transpose<perm = [0, 2, 1]>(a) "
+                    "y = Sigmoid(t) }", {}, "injective"),
+    "attention_scores": ("g (float[2,16,8] q, float[2,16,8] k) => (float[2,16,16] y) { "
+                         "t = Transpose<perm = [0, 2, 1]>(k)  y = MatMul(q, t) }", {}, "tiled reduction"),
+    "argmax": ("g (float[64,32] x) => (int64[64] y) { y = ArgMax<axis = -1, keepdims = 0>(x) }", {},
+               "row reduction"),
+}
+
+
+def _compile(name, tmp_path) -> dict:
+    text, weights, _ = CASES[name]
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(parse(IR + text, **weights), path)
+    report = compile_model(path, tmp_path / f"{name}.dlc", CompileConfig(tuning=TuningOptions(database=tmp_path / "db")))
+    assert report.max_abs_diff is not None and report.max_abs_diff <= 1e-4  # verified against ONNX Runtime
+    return json.loads((tmp_path / f"{name}.dlc" / "manifest.json").read_text())["schedules"]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_each_kernel_family_gets_its_rule_and_matches_onnxruntime(name, tmp_path):
+    schedules = _compile(name, tmp_path)
+    heaviest = schedules["per_kernel"][0]
+    assert heaviest["schedule"].startswith(CASES[name][2]), schedules["per_kernel"]
+    assert schedules["kernels"].get("none", 0) == 0 and schedules["scheduled_flops_share"] >= 0.9
+
+
+def test_a_rule_declines_a_kernel_of_another_family():
+    """TiledReduction returns None for a softmax (two reductions), so the next rule is tried."""
+    import tvm
+
+    from dlc.compiler import pipeline
+    from dlc.compiler.frontend import import_relax
+    from dlc.compiler.schedules.tiled import TiledReduction
+    from dlc.onnxio import io_specs
+    from dlc.target import resolve_target
+
+    text, weights, _ = CASES["softmax"]
+    model = parse(IR + text, **weights)
+    target = resolve_target("host").tvm_target()
+    mod = pipeline.prepare(import_relax(model, io_specs(model)[0]), target)
+    kernels = [f for _, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
+    assert kernels and all(TiledReduction().apply(f, target, False) is None for f in kernels)
+
+
+def test_vector_widths_follow_the_target():
+    from dlc.compiler.schedules.base import cpu_traits
+    from dlc.target import resolve_target
+
+    widths = {name: cpu_traits(resolve_target(name).tvm_target()).lanes()
+              for name in ("x86-64-avx2", "x86-64-avx512", "raspberry-pi-4", "armv7")}
+    assert widths == {"x86-64-avx2": 8, "x86-64-avx512": 16, "raspberry-pi-4": 4, "armv7": 4}
+
+
+def test_the_fallback_takes_what_no_other_rule_does_and_stays_correct():
+    """A sum reading its output axis with stride 2: not tiled (not contiguous), not a row reduction."""
+    import tvm
+    from tvm import te
+
+    from dlc.compiler.schedules import cpu_rules
+    from dlc.target import resolve_target
+
+    x = te.placeholder((256, 512), name="x")
+    j = te.reduce_axis((0, 256), name="j")
+    y = te.compute((256,), lambda i: te.sum(x[j, 2 * i], axis=j), name="y")
+    func = te.create_prim_func([x, y])
+    target = resolve_target("host").tvm_target()
+    taken = [rule.family for rule in cpu_rules() if rule.apply(func, target, False) is not None]
+    assert taken == ["fallback (parallel outer loops)"]
+    schedule = cpu_rules()[-1].apply(func, target, False)
+    lib = tvm.compile(schedule.mod, target=target).jit()
+    data = np.random.default_rng(0).random((256, 512), dtype=np.float32)
+    out = tvm.runtime.tensor(np.zeros(256, np.float32))
+    lib["main"](tvm.runtime.tensor(data), out)
+    np.testing.assert_allclose(out.numpy(), data[:, ::2].sum(axis=0), rtol=1e-5)
