@@ -186,8 +186,20 @@ def _reference(results: list[BackendResult]) -> BackendResult | None:
 
 
 def machine_info() -> dict[str, Any]:
-    return {"cpu": _cpu_name(), "logical_cores": os.cpu_count(), "arch": platform.machine(),
+    """Which machine measured: "cpu" names the model as Linux and LLVM see it, with its widest vector ISA."""
+    from dlc.target import host_cpu_flags, physical_cores
+
+    flags = host_cpu_flags()
+    isa = next((name for name in ("avx512f", "avx2", "asimd", "neon") if name in flags), "scalar")
+    return {"cpu": f"{_cpu_name()} ({_llvm_cpu()}, {isa})", "logical_cores": os.cpu_count(),
+            "physical_cores": physical_cores(), "arch": platform.machine(), "vector_isa": isa,
             "python": platform.python_version(), "system": platform.system()}
+
+
+def _llvm_cpu() -> str:
+    from tvm.target import codegen
+
+    return str(codegen.llvm_get_system_cpu())
 
 
 def _cpu_name() -> str:

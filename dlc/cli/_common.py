@@ -58,6 +58,8 @@ def tuning_progress(title: str, trials: int):
         TimeElapsedColumn,
     )
 
+    from dlc.compiler.tuning import UNLIMITED
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -65,14 +67,17 @@ def tuning_progress(title: str, trials: int):
 
         def on_tuning(done: int, total: int, best_ms: float | None) -> None:
             best = f"best kernels so far {best_ms:.4f} ms" if best_ms is not None else ""
-            progress.update(task, description="tuning (MetaSchedule)", completed=done, total=total, best=best)
+            progress.update(task, description="tuning (MetaSchedule)", completed=done,
+                            total=total if total < UNLIMITED else None, best=best)
 
         yield on_tuning
 
 
 def tuning_summary(tuning: dict, seconds: float) -> str:
-    return (f"tuning database {tuning['database']}: {tuning['records_after']} records, "
-            f"{tuning['trials_run']} trials run now ({seconds:.1f} s)")
+    seeded = f", {tuning['seeded']} of them default schedules measured as a start" if tuning.get("seeded") else ""
+    stopped = ", stopped by --tune-minutes" if tuning.get("stopped_by") == "time" else ""
+    return (f"tuning database {tuning['database']}: {tuning['records_after']} records for this model's kernels, "
+            f"{tuning['trials_run']} trials run now{seeded}{stopped} ({seconds:.1f} s)")
 
 
 def schedules_line(schedules: dict) -> str:

@@ -23,10 +23,14 @@ def compile_(
                                                          "a symbolic batch defaults to 1.")] = None,
     atol: Annotated[float, typer.Option(help="Absolute tolerance, TVM vs ONNX Runtime.")] = 1e-4,
     rtol: Annotated[float, typer.Option(help="Relative tolerance, TVM vs ONNX Runtime.")] = 1e-4,
-    tune: Annotated[int, typer.Option(min=0, help="MetaSchedule trials the tuning database should hold for this "
-                                                  "model and target (tunes only the missing ones).")] = 0,
-    tuning_db: Annotated[Path | None, typer.Option(help="Tuning database directory "
-                                                        "[default: ~/.cache/dlc/tuning/KEY].")] = None,
+    tune: Annotated[int, typer.Option(min=0, help="Tune with MetaSchedule until this model's kernels hold this "
+                                                  "many records in the target's tuning database (only the "
+                                                  "missing ones are searched).")] = 0,
+    tune_minutes: Annotated[float | None, typer.Option(min=0.0, help="Stop tuning after this many minutes "
+                                                                       "(alone: tune until then).")] = None,
+    tuning_db: Annotated[Path | None, typer.Option(help="Tuning database directory [default: "
+                                                        "~/.cache/dlc/tuning/KEY, one per target, shared by every "
+                                                        "model].")] = None,
     schedules: Annotated[Schedules, typer.Option(help="default: dlc's CPU schedules on every kernel the tuning "
                                                      "database has no record for; none: TVM's own unscheduled CPU "
                                                      "pipeline, to compare against.")] = Schedules.default,
@@ -38,7 +42,8 @@ def compile_(
 
     output = output or beside(model, ".dlc")
     config = CompileConfig(target=target, shapes=parse_shapes(shape), atol=atol, rtol=rtol, force=force,
-                           tuning=TuningOptions(trials=tune, database=tuning_db), schedules=schedules.value)
+                           tuning=TuningOptions(trials=tune, minutes=tune_minutes, database=tuning_db),
+                           schedules=schedules.value)
     with tuning_progress(f"compiling for {target}", tune) as on_tuning:
         report = compile_model(model, output, config, on_tuning)
     diff = report.max_abs_diff

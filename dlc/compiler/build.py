@@ -46,8 +46,9 @@ from dlc.target import TargetSpec, resolve_target
 
 @dataclass(frozen=True)
 class TuningOptions:
-    trials: int = 0  # MetaSchedule trials the tuning database should hold; 0 = apply what it has
-    database: Path | None = None  # default: ~/.cache/dlc/tuning/KEY (model, shapes, target)
+    trials: int = 0  # records this model's kernels should hold in the tuning database; 0 = apply what it has
+    minutes: float | None = None  # stop the search after this long (with trials 0: tune until then)
+    database: Path | None = None  # default: ~/.cache/dlc/tuning/KEY, one per target, shared by every model
     tracker: str | None = None  # measure candidates on a device of this RPC tracker (HOST:PORT)...
     key: str = ""  # ...registered under this key
 
@@ -192,12 +193,15 @@ def _tuned(prepared: Prepared, config: CompileConfig, on_tuning) -> tuple[Path |
     from dlc.compiler import pipeline, tuning
 
     target, options = prepared.target, config.tuning
-    key = tuning.database_key(prepared.source_sha256, {s.name: list(s.shape) for s in prepared.inputs}, target.tvm)
+    key = tuning.database_key(target.tvm)
     database = options.database or tuning.default_database(key)
-    if options.trials <= 0 and tuning.count_records(database) == 0:
+    trials = options.trials or (tuning.UNLIMITED if options.minutes else 0)
+    if trials <= 0 and tuning.count_records(database) == 0:
         return None, None
-    tune_config = tuning.TuneConfig(trials=options.trials, tracker=options.tracker, key=options.key,
-                                    linker=target.linker)
+    shapes = {s.name: list(s.shape) for s in prepared.inputs}
+    tune_config = tuning.TuneConfig(trials=trials, minutes=options.minutes,
+                                    model_key=tuning.model_key(prepared.source_sha256, shapes),
+                                    tracker=options.tracker, key=options.key, linker=target.linker)
     tvm_target = target.tvm_target()
     report = tuning.grow(pipeline.prepare(prepared.relax(), tvm_target, config.schedules), tvm_target, database, key,
                          tune_config, on_tuning)

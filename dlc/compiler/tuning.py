@@ -1,21 +1,27 @@
-"""MetaSchedule tuning with a persistent database keyed by model, input shapes and target.
+"""MetaSchedule tuning: one database per target shared by every model, seeded with the default schedules.
 
-Untuned TVM code is far slower than ONNX Runtime on CPUs; tuning is where TVM's speed
-comes from. The database (MetaSchedule's JSON records) lives in
-~/.cache/dlc/tuning/KEY/, so the next compile of the same model for the same target
-applies it without tuning again, and an interrupted tuning resumes from what it saved.
+The database (MetaSchedule's JSON records) lives in ~/.cache/dlc/tuning/TARGET-KEY/. A
+kernel several models share (a zoo's repeated layers, the same convolution in two
+networks) is tuned once and applied to all of them. `trials` asks that this model's
+kernels hold that many records there: only the missing ones are searched, so a second
+compile tunes nothing and an interrupted tuning resumes from what it saved.
 
-The trap this module exists to avoid: MetaSchedule's LocalBuilder starts fresh worker
-processes for every batch, and its default build function imports
-`tvm.s_tir.tensor_intrin`, whose package init loads the CUDA intrinsics (~25 s here),
-so every build hits the 30 s timeout and nothing gets tuned. dlc's build function,
-registered in each worker by the pool initializer, loads only the CPU intrinsics.
+How the budget is spent:
+  1. each kernel's default schedule (dlc.compiler.schedules) is measured and committed
+     as a record: the search starts from it, and since a compile applies each kernel's
+     best record, tuning never leaves a kernel slower than its default;
+  2. MetaSchedule's gradient task scheduler gives the trials to the kernels where the
+     model's time is;
+  3. `minutes` stops the search on the clock, after the batch being measured; Ctrl-C
+     does the same (a second Ctrl-C stops at once).
+
+The search runs in a child process of its own (see `grow`); how candidates are built
+and measured is `dlc.compiler.measure`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -32,16 +38,17 @@ from typing import Any
 from dlc.errors import DlcError
 
 RECORDS = "database_tuning_record.json"
-PROGRESS = "dlc-tuning.json"  # the largest budget a tuning run finished with
 WORKLOADS = "database_workload.json"
-BUILD_FUNC = "dlc.meta_schedule.cpu_build"
-EXPORT_FUNC = "dlc.meta_schedule.export_shared"
+PROGRESS = "dlc-tuning.json"  # per model: the largest budget a tuning run finished with, and its records
+UNLIMITED = 1 << 30  # the trials of a search that only the clock (minutes) ends
 
 
 @dataclass(frozen=True)
 class TuneConfig:
-    trials: int  # total trials the database should hold for this model and target
-    trials_per_task: int | None = None
+    trials: int  # records this model's kernels should hold in the database
+    minutes: float | None = None  # stop searching after this long (what was measured is kept)
+    model_key: str = ""  # whose progress this run records (`model_key`)
+    trials_per_task: int | None = None  # None: the task scheduler decides
     trials_per_iter: int = 32  # candidates measured per round; small keeps 2-core machines responsive
     builder_timeout: float = 60.0
     seed: int = 0
@@ -54,25 +61,34 @@ class TuneConfig:
 @dataclass
 class TuningReport:
     database: Path
-    key: str
+    key: str  # the database's (one per target)
+    model_key: str
     trials_requested: int
-    records_before: int
+    records_before: int  # this model's kernels' records
     records_after: int
     seconds: float
+    seeded: int = 0  # default schedules measured and committed as records
+    stopped_by: str | None = None  # "time" when `minutes` ended the search
 
     @property
     def trials_run(self) -> int:
         return self.records_after - self.records_before
 
     def to_dict(self) -> dict[str, Any]:
-        return {"database": str(self.database), "key": self.key, "trials_requested": self.trials_requested,
-                "records_before": self.records_before, "records_after": self.records_after,
-                "trials_run": self.trials_run, "seconds": round(self.seconds, 1),
+        return {"database": str(self.database), "key": self.key, "model_key": self.model_key,
+                "trials_requested": self.trials_requested, "records_before": self.records_before,
+                "records_after": self.records_after, "trials_run": self.trials_run, "seeded": self.seeded,
+                "stopped_by": self.stopped_by, "seconds": round(self.seconds, 1),
                 "records_sha256": records_sha256(self.database)}
 
 
-def database_key(source_sha256: str, shapes: dict[str, list[int]], target_json: dict) -> str:
-    blob = json.dumps({"onnx": source_sha256, "shapes": shapes, "target": target_json}, sort_keys=True)
+def database_key(target_json: dict) -> str:
+    """The database of a target: every model compiled for it shares it."""
+    return hashlib.sha256(json.dumps({"target": target_json}, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def model_key(source_sha256: str, shapes: dict[str, list[int]]) -> str:
+    blob = json.dumps({"onnx": source_sha256, "shapes": shapes}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -82,6 +98,7 @@ def default_database(key: str) -> Path:
 
 
 def count_records(database: Path) -> int:
+    """Every record in the database, of every model."""
     path = database / RECORDS
     if not path.is_file():
         return 0
@@ -89,17 +106,25 @@ def count_records(database: Path) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def finished_budget(database: Path) -> int:
+def progress(database: Path, key: str) -> dict[str, int]:
+    """{"finished_trials": largest budget a run for this model finished, "records": its kernels' records then}."""
     try:
-        return int(json.loads((database / PROGRESS).read_text())["finished_trials"])
-    except (OSError, ValueError, KeyError):
-        return 0
+        entry = json.loads((database / PROGRESS).read_text())[key]
+        return {"finished_trials": int(entry["finished_trials"]), "records": int(entry["records"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"finished_trials": 0, "records": 0}
 
 
-def _write_progress(database: Path, trials: int) -> None:
+def _write_progress(database: Path, key: str, finished_trials: int, records: int) -> None:
     from dlc.fileio import write_json
 
-    write_json(database / PROGRESS, {"finished_trials": max(trials, finished_budget(database))})
+    try:
+        everything = json.loads((database / PROGRESS).read_text())
+    except (OSError, ValueError):
+        everything = {}
+    everything[key] = {"finished_trials": max(finished_trials, progress(database, key)["finished_trials"]),
+                       "records": records}
+    write_json(database / PROGRESS, everything)
 
 
 def records_sha256(database: Path) -> str | None:
@@ -107,43 +132,108 @@ def records_sha256(database: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
-def tune(mod, target, database: Path, config: TuneConfig,
-         on_progress: Callable[[int, int, float | None], None] | None = None) -> int:
-    """Tunes `mod` (prepared by `pipeline.prepare`) until the database holds `config.trials` records.
+def grow(mod, target, database: Path, key: str, config: TuneConfig, on_progress=None) -> TuningReport:
+    """Tunes the prepared `mod` (`pipeline.prepare`) until its kernels hold `config.trials` records.
 
-    Returns the number of trials run now. Ctrl-C stops tuning early; what was measured
-    stays in the database and the next call resumes from it.
+    The search runs in a child process: MetaSchedule keeps global state between runs (a
+    second tuning in one process failed with "'NoneType' object has no attribute
+    'format'"), and its builder and runner workers must end with it, whatever happens.
     """
+    from dlc.child import run_in_child
+
+    start, state = time.perf_counter(), progress(database, config.model_key)
+    if config.trials <= state["finished_trials"]:  # a run with this budget finished: nothing is missing
+        return TuningReport(database, key, config.model_key, config.trials, state["records"], state["records"],
+                            time.perf_counter() - start)
+    outcome = run_in_child("dlc.compiler.tuning:tune_in_child", mod, dict(target.export()), database, config,
+                           on_event=on_progress)
+    finished = config.trials if outcome["stopped_by"] is None else 0
+    _write_progress(database, config.model_key, finished, outcome["after"])
+    return TuningReport(database, key, config.model_key, config.trials, outcome["before"], outcome["after"],
+                        time.perf_counter() - start, outcome["seeded"], outcome["stopped_by"])
+
+
+def tune_in_child(mod, target_json: dict, database: Path, config: TuneConfig) -> dict[str, Any]:
+    """The child process's side of `grow`: seed, search, count; progress goes back to the parent as events."""
+    import tvm
     from tvm.s_tir import meta_schedule as ms
 
+    from dlc.child import send_event
+    from dlc.compiler.measure import seed_default_schedules
+    from dlc.runtime.tvm_session import use_all_cores
+
+    use_all_cores()  # candidates are measured with the threads the compiled model will have
+    target = tvm.target.Target(target_json)
     database.mkdir(parents=True, exist_ok=True)
-    before = count_records(database)
-    remaining = config.trials - before
-    if remaining <= 0:
+    db = ms.database.JSONDatabase(work_dir=str(database))
+    tasks = ms.relax_integration.extract_tasks(mod, target)
+    before = _model_records(database, db, tasks)
+    with _interrupt_guard() as interrupted:
+        stop = _StopWhen(interrupted, time.monotonic() + 60 * config.minutes if config.minutes else None)
+        # Measured here, the seeds would be wrong for a device behind a tracker: there the search starts cold.
+        seeded = 0 if config.tracker else seed_default_schedules(tasks, target, db, stop)
+        if interrupted:
+            raise _interrupted(database)
+        stopped = "time" if stop() else _search(tasks, target, database, db, config, stop,
+                                                config.trials - before - seeded, before + seeded, send_event)
+    return {"before": before, "after": _model_records(database, db, tasks), "seeded": seeded, "stopped_by": stopped}
+
+
+def _interrupted(database: Path) -> DlcError:
+    return DlcError(f"tuning interrupted after {count_records(database)} records; they are kept in {database} and "
+                    "the same command resumes from them")
+
+
+def _model_records(database: Path, db, tasks) -> int:
+    """How many records of the database belong to these tasks' kernels (a kernel shared with another model counts)."""
+    ours = {str(db.commit_workload(t.dispatched[0]).as_json()[0]) for t in tasks if db.has_workload(t.dispatched[0])}
+    if not ours:
         return 0
-    tasks = len(ms.relax_integration.extract_tasks(mod, target))
-    # Spread the budget over every task; by default MetaSchedule may spend it all on the first few.
-    per_task = config.trials_per_task or max(8, -(-config.trials // max(tasks, 1)))
+    with open(database / WORKLOADS) as f:
+        hashes = [json.loads(line)[0] for line in f if line.strip()]
+    with open(database / RECORDS) as f:
+        return sum(1 for line in f if line.strip() and hashes[json.loads(line)[0]] in ours)
+
+
+def _search(tasks, target, database: Path, db, config: TuneConfig, stop: _StopWhen, trials: int, done: int,
+            on_progress) -> str | None:
+    """MetaSchedule's search over `tasks` for `trials` more trials; returns "time" if the clock ended it."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from dlc.compiler.measure import builder_and_runner
+
+    if trials <= 0:
+        return None
     # MetaSchedule's console handler takes this level; its full log still goes to DATABASE/logs.
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
-    builder, runner = _builder_and_runner(config)
-    with _interrupt_guard() as interrupted:
-        progress = _progress_callback(before, config.trials, on_progress, interrupted)
-        try:
-            ms.relax_integration.tune_relax(
-                mod, params={}, target=target, work_dir=str(database), max_trials_global=remaining,
-                max_trials_per_task=per_task, num_trials_per_iter=min(config.trials_per_iter, per_task),
-                builder=builder, runner=runner, database=ms.database.JSONDatabase(work_dir=str(database)),
-                measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), progress],
-                seed=config.seed)
-        except BaseException:
-            # The progress callback stops the search with an exception once Ctrl-C was seen;
-            # TVM's FFI re-raises it as another type, so the flag says the user interrupted.
-            if not interrupted:
-                raise
-            raise DlcError(f"tuning interrupted after {count_records(database)} of {config.trials} trials; "
-                           f"the records are kept in {database} and the same command resumes from them") from None
-    return count_records(database) - before
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, str(database), seed=config.seed)
+    builder, runner = builder_and_runner(config)
+    callback = _progress_callback(done, done + trials, on_progress, stop)
+    try:
+        ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(database), max_trials_global=trials,
+                           max_trials_per_task=config.trials_per_task, num_trials_per_iter=config.trials_per_iter,
+                           builder=builder, runner=runner, database=db, task_scheduler="gradient",
+                           measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), callback])
+    except BaseException:
+        # The progress callback ends the search with an exception; TVM's FFI re-raises it as
+        # another type, so the flags say why it ended.
+        if stop.timed_out:
+            return "time"
+        if not stop.interrupted:
+            raise
+        raise _interrupted(database) from None
+    return None
+
+
+class _StopWhen:
+    """Ctrl-C was pressed, or the deadline passed."""
+
+    def __init__(self, interrupted: list[bool], deadline: float | None):
+        self.interrupted, self.deadline, self.timed_out = interrupted, deadline, False
+
+    def __call__(self) -> bool:
+        self.timed_out = self.deadline is not None and time.monotonic() > self.deadline
+        return bool(self.interrupted) or self.timed_out
 
 
 @contextlib.contextmanager
@@ -173,10 +263,10 @@ def _interrupt_guard():
 
 
 class _Stopped(Exception):
-    """Raised from the measure callback to end a tuning run that was interrupted."""
+    """Raised from the measure callback to end a tuning run (interrupted, or out of time)."""
 
 
-def _progress_callback(start: int, total: int, on_progress, interrupted: list[bool]):
+def _progress_callback(start: int, total: int, on_progress: Callable | None, stop: _StopWhen):
     from tvm.ir.utils import derived_object
     from tvm.s_tir import meta_schedule as ms
 
@@ -186,8 +276,6 @@ def _progress_callback(start: int, total: int, on_progress, interrupted: list[bo
             self.done, self.best = start, {}
 
         def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
-            if interrupted:  # the batch's records are already in the database (callbacks run in order)
-                raise _Stopped()
             for result in runner_results:
                 self.done += 1
                 if result.run_secs:
@@ -195,97 +283,7 @@ def _progress_callback(start: int, total: int, on_progress, interrupted: list[bo
                     self.best[task_id] = min(self.best.get(task_id, ms_value), ms_value)
             if on_progress:  # the sum of each tuned task's best: the model's kernel time so far
                 on_progress(self.done, total, sum(self.best.values()) if self.best else None)
+            if stop():  # the batch's records are already in the database (callbacks run in order)
+                raise _Stopped()
 
     return Progress()
-
-
-def _builder_and_runner(config: TuneConfig):
-    """Local builder and runner; with a tracker, libraries are cross-linked and timed on the device.
-
-    A device measures shared libraries linked here: MetaSchedule's default hands it a tar
-    of object files to link on the device, and boards rarely carry a C compiler.
-    """
-    from tvm.s_tir import meta_schedule as ms
-
-    if not config.tracker:
-        builder = ms.builder.LocalBuilder(f_build=BUILD_FUNC, initializer=register_cpu_build,
-                                          timeout_sec=config.builder_timeout)
-        return builder, "local"
-    from dlc.runtime.rpc import host_port
-
-    host, port = host_port(config.tracker, "--tracker")
-    builder = ms.builder.LocalBuilder(f_build=BUILD_FUNC, f_export=EXPORT_FUNC, timeout_sec=config.builder_timeout,
-                                      initializer=functools.partial(register_cpu_build, config.linker))
-    rpc = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=config.key,
-                              session_timeout_sec=config.session_timeout)
-    evaluator = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=0)
-    return builder, ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=evaluator, max_workers=1)
-
-
-def register_cpu_build(linker=None) -> None:
-    """Pool initializer: registers BUILD_FUNC and EXPORT_FUNC in a MetaSchedule builder worker."""
-    import importlib
-    import types
-
-    import tvm.s_tir
-    from tvm_ffi import register_global_func
-
-    package = "tvm.s_tir.tensor_intrin"
-    if package not in sys.modules:  # a bare package, so its __init__ (which loads CUDA's) never runs
-        stub = types.ModuleType(package)
-        stub.__path__ = [str(Path(tvm.s_tir.__file__).parent / "tensor_intrin")]
-        sys.modules[package] = stub
-    for name in ("x86", "arm_cpu"):
-        importlib.import_module(f"{package}.{name}")
-    register_global_func(BUILD_FUNC, _cpu_build, override=True)
-    register_global_func(EXPORT_FUNC, functools.partial(_export_shared, linker), override=True)
-
-
-def _export_shared(linker, mod) -> str:
-    """A shared library for the device, linked as `dlc compile` links it (gcc- or lld-style), or with this cc."""
-    import tempfile
-
-    path = os.path.join(tempfile.mkdtemp(), "tvm_tmp_mod.so")
-    mod.export_library(path, fcompile=linker.fcompile() if linker else None)
-    return path
-
-
-def _cpu_build(mod, target, _params):
-    """MetaSchedule's default build, minus the import of every tensor intrinsic."""
-    from tvm.driver import build as tvm_build
-    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
-
-    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
-    return tvm_build(mod, target=target)
-
-
-def grow(mod, target, database: Path, key: str, config: TuneConfig, on_progress=None) -> TuningReport:
-    """Tunes the prepared `mod` (`pipeline.prepare`) until the database holds `config.trials` records.
-
-    The search runs in a child process: MetaSchedule keeps global state between runs (a
-    second tuning in one process failed with "'NoneType' object has no attribute
-    'format'"), and its builder and runner workers must end with it, whatever happens.
-    """
-    from dlc.child import run_in_child
-
-    start = time.perf_counter()
-    before = count_records(database)
-    # MetaSchedule stops early once every task's search space is exhausted, so a finished
-    # run can hold fewer records than its budget; only an interrupted one is resumed.
-    if config.trials > max(before, finished_budget(database)):
-        run_in_child("dlc.compiler.tuning:tune_in_child", mod, dict(target.export()), database, config,
-                     on_event=on_progress)
-        _write_progress(database, config.trials)
-    return TuningReport(database, key, config.trials, before, count_records(database), time.perf_counter() - start)
-
-
-def tune_in_child(mod, target_json: dict, database: Path, config: TuneConfig) -> int:
-    """The child process's side of `grow`: progress goes back to the parent as events."""
-    import tvm
-
-    from dlc.child import send_event
-    from dlc.runtime.tvm_session import use_all_cores
-
-    use_all_cores()  # candidates are measured with the threads the compiled model will have
-
-    return tune(mod, tvm.target.Target(target_json), database, config, send_event)

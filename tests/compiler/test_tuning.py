@@ -52,18 +52,20 @@ def test_without_a_database_nothing_is_tuned(runner, mlp_onnx, tmp_path, cache):
     assert not (cache / "tuning").exists()
 
 
-def test_database_key_separates_models_shapes_and_targets():
-    base = tuning.database_key("abc", {"input": [1, 64]}, {"kind": "llvm", "mcpu": "skylake"})
-    assert base != tuning.database_key("abd", {"input": [1, 64]}, {"kind": "llvm", "mcpu": "skylake"})
-    assert base != tuning.database_key("abc", {"input": [8, 64]}, {"kind": "llvm", "mcpu": "skylake"})
-    assert base != tuning.database_key("abc", {"input": [1, 64]}, {"kind": "llvm", "mcpu": "haswell"})
+def test_one_database_per_target_and_progress_per_model_and_shapes():
+    skylake, haswell = {"kind": "llvm", "mcpu": "skylake"}, {"kind": "llvm", "mcpu": "haswell"}
+    assert tuning.database_key(skylake) != tuning.database_key(haswell)
+    base = tuning.model_key("abc", {"input": [1, 64]})
+    assert base != tuning.model_key("abd", {"input": [1, 64]}) and base != tuning.model_key("abc", {"input": [8, 64]})
 
 
-def test_a_finished_budget_is_remembered_and_never_shrinks(tmp_path):
-    assert tuning.finished_budget(tmp_path) == 0
-    tuning._write_progress(tmp_path, 300)
-    tuning._write_progress(tmp_path, 100)
-    assert tuning.finished_budget(tmp_path) == 300
+def test_a_finished_budget_is_remembered_per_model_and_never_shrinks(tmp_path):
+    assert tuning.progress(tmp_path, "m1") == {"finished_trials": 0, "records": 0}
+    tuning._write_progress(tmp_path, "m1", 300, 280)
+    tuning._write_progress(tmp_path, "m1", 100, 290)
+    tuning._write_progress(tmp_path, "m2", 50, 40)
+    assert tuning.progress(tmp_path, "m1") == {"finished_trials": 300, "records": 290}
+    assert tuning.progress(tmp_path, "m2")["finished_trials"] == 50
 
 
 @pytest.mark.slow
@@ -95,5 +97,5 @@ def test_ctrl_c_keeps_the_records_and_the_next_run_resumes(mlp_onnx, tmp_path):
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert tuning.count_records(database) > kept
-    assert tuning.finished_budget(database) == 48
+    assert [entry["finished_trials"] for entry in json.loads((database / tuning.PROGRESS).read_text()).values()] == [48]
     assert processes_marked(tmp_path.name) == []

@@ -27,12 +27,19 @@ def test_pipeline_example(tmp_path):
 
 
 @pytest.mark.slow
-def test_tuning_benchmark_writes_a_well_formed_report(tmp_path):
-    report, _ = _report("benchmark_tuning.py", tmp_path / "bench.json", "--model", "mlp", "--trials", "8", "--runs",
-                        "20", timeout=900)
-    assert set(report["p50_ms"]) == {"tvm_untuned", "tvm_tuned", "onnxruntime", "pytorch"}
-    assert all(v > 0 for v in report["p50_ms"].values())
-    assert report["tuning"]["trials_run"] >= 8 and report["tuning_seconds"] > 0
+def test_compile_benchmark_writes_every_column_with_schedules_and_kernel_speeds(tmp_path):
+    report, stdout = _report("benchmark_compile.py", tmp_path / "compile.json", "--models", "cnn", "--runs", "10",
+                             "--tune-minutes", "0.2", timeout=900)
+    cnn = report["models"]["cnn"]
+    assert set(cnn["p50_ms"]) == {"tvm_before", "tvm_default", "tvm_tuned", "onnxruntime", "pytorch"}
+    assert all(v > 0 for v in cnn["p50_ms"].values()) and cnn["vs_onnxruntime"]["onnxruntime"] == 1.0
+    assert cnn["scheduled_flops_share"] >= 0.9 and cnn["schedules"].get("none", 0) == 0
+    assert cnn["tuning"]["stopped_by"] == "time" and cnn["tuning"]["trials_run"] > 0
+    assert set(cnn["compile_seconds"]) == {"before", "default", "tuned"}
+    largest = cnn["largest_kernels"][0]
+    assert largest["gflops"] > 0 and largest["ms"] > 0 and largest["mflops"] > 0
+    assert report["sgemm_peak_gflops"] > 0 and report["machine"]["vector_isa"]
+    assert "| cnn |" in stdout
 
 
 @pytest.mark.slow
