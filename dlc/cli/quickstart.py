@@ -45,7 +45,8 @@ def quickstart(
     console.print(_summary(result))
     console.print(f"outputs in {workdir}/ (model.pt, model.onnx, model.dlc/, quickstart.json); "
                   f"total {result.seconds:.1f} s")
-    console.print(f"TVM above is untuned; tune it with: dlc compile {workdir}/model.onnx --tune 300 --force")
+    console.print(f"TVM above runs dlc's default schedules, untuned; tune it with: dlc compile {workdir}/model.onnx "
+                  "--tune-minutes 3 --force")
 
 
 def _summary(result) -> Table:

@@ -121,3 +121,21 @@ def test_force_replaces_an_artifact_whole(runner, onnx_model, tmp_path):
     assert invoke(runner, "compile", onnx_model, "-o", out, "--force").exit_code == 0
     assert not (out / "stray.txt").exists()
     Artifact.load(out)
+
+
+def test_an_artifact_from_before_the_restructure_still_loads_and_runs(artifact, tmp_path):
+    """Manifests written before the target gained num-cores and the manifest its schedules and reasons."""
+    import json
+    import shutil
+
+    old = tmp_path / "old.dlc"
+    shutil.copytree(artifact, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    for key in ("schedules", "lowered"):
+        manifest.pop(key, None)
+    manifest["verification"].pop("not_verified_because", None)
+    manifest["target"]["tvm"].pop("num-cores", None)
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    golden_in, golden_out = Artifact.load(old).golden()
+    got = open_session("tvm", old).run(golden_in)
+    np.testing.assert_allclose(got["logits"], golden_out["logits"], atol=1e-4)

@@ -60,6 +60,8 @@ def test_pi4_artifact_on_the_emulated_board_matches_the_host(runner, board, pi_a
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
     assert report["device"]["arch"] == "aarch64" and report["device"]["cpu"] == "cortex-a72"
+    schedules = Artifact.load(pi_artifact).manifest["schedules"]  # the default schedules, at NEON's width
+    assert schedules["kernels"].get("none", 0) == 0 and schedules["scheduled_flops_share"] >= 0.9
     assert report["max_abs_diff"] <= 1e-4 and report["latency_ms"]["mean"] > 0
     # The same golden inputs through the host's own TVM build give the same numbers.
     golden_in, _ = Artifact.load(pi_artifact).golden()

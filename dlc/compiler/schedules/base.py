@@ -9,24 +9,28 @@ from dataclasses import dataclass
 
 class CpuRule:
     """A default schedule for one kernel family on CPUs: `apply` returns a Schedule, or None if
-    the kernel is not of its family (the next rule is tried). TVM's ApplyDefaultSchedule runs
-    the rules, as DLight's do for GPUs."""
+    the kernel is not of its family (the next rule is tried), as DLight's rules do for GPUs.
+
+    A rule implements `schedule(sch, blocks, traits) -> bool` on the kernel's blocks in normal
+    form (one loop per block axis); False declines the kernel.
+    """
 
     family: str = ""  # what it schedules, for reports
 
     def apply(self, func, target, tunable: bool):
-        raise NotImplementedError
-
-    @staticmethod
-    def is_target_available(target) -> bool:
-        return target.kind.name == "llvm"
-
-    @staticmethod
-    def blocks(sch):
-        """The kernel's blocks in normal form (one loop per block axis), or None if it has none."""
+        from tvm import s_tir
         from tvm.s_tir.dlight.analysis import normalize_prim_func
 
-        return normalize_prim_func(sch)
+        if target.kind.name != "llvm":
+            return None
+        sch = s_tir.Schedule(func)
+        blocks = normalize_prim_func(sch)
+        if not blocks:
+            return None
+        return sch if self.schedule(sch, blocks, cpu_traits(target)) else None
+
+    def schedule(self, sch, blocks, traits: CpuTraits) -> bool:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)

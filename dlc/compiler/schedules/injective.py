@@ -7,23 +7,16 @@ it is large enough to pay for waking them.
 
 from __future__ import annotations
 
-from dlc.compiler.schedules.base import CpuRule, cpu_traits, inline_what_can_be
+from dlc.compiler.schedules.base import CpuRule, inline_what_can_be
 from dlc.compiler.schedules.tiled import schedule_injective
 
 
 class Injective(CpuRule):
     family = "injective (elementwise, transpose, pad)"
 
-    def apply(self, func, target, tunable):
-        from tvm import s_tir
-
-        if not self.is_target_available(target):
-            return None
-        sch = s_tir.Schedule(func)
-        blocks = self.blocks(sch)
-        if not blocks or not all(b.is_injective() for b in blocks):
-            return None
-        traits = cpu_traits(target)
+    def schedule(self, sch, blocks, traits) -> bool:
+        if not all(b.is_injective() for b in blocks):
+            return False
         for info in inline_what_can_be(sch, blocks, keep_pads=False):
             schedule_injective(sch, info, traits)
-        return sch
+        return True

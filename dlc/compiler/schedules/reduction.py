@@ -9,40 +9,29 @@ it never leaves a kernel worse than TVM's default (a scalar, single-threaded loo
 
 from __future__ import annotations
 
-from dlc.compiler.schedules.base import CpuRule, cpu_traits, inline_what_can_be, int_extent
+from dlc.compiler.schedules.base import CpuRule, inline_what_can_be, int_extent
 from dlc.compiler.schedules.tiled import PARALLEL_MIN_WORK, schedule_injective
 
 
 class RowReduction(CpuRule):
     family = "row reduction (softmax, layer norm)"
 
-    def apply(self, func, target, tunable):
+    def apply(self, func, target, tunable):  # TVM's own rule, as it is
         from tvm.s_tir import dlight
 
-        if not self.is_target_available(target):
-            return None
-        return dlight.cpu.Reduction().apply(func, target, tunable)
+        return dlight.cpu.Reduction().apply(func, target, tunable) if target.kind.name == "llvm" else None
 
 
 class Fallback(CpuRule):
     family = "fallback (parallel outer loops)"
 
-    def apply(self, func, target, tunable):
-        from tvm import s_tir
-
-        if not self.is_target_available(target):
-            return None
-        sch = s_tir.Schedule(func)
-        blocks = self.blocks(sch)
-        if not blocks:
-            return None
-        traits = cpu_traits(target)
+    def schedule(self, sch, blocks, traits) -> bool:
         for info in inline_what_can_be(sch, blocks):
             if info.is_injective():
                 schedule_injective(sch, info, traits)
             else:
                 _parallel_leading_spatial(sch, info, traits)
-        return sch
+        return True
 
 
 def _parallel_leading_spatial(sch, info, traits) -> None:

@@ -23,7 +23,7 @@ rows that still leave registers for the operands.
 
 from __future__ import annotations
 
-from dlc.compiler.schedules.base import CpuRule, cpu_traits, divisor_at_most, inline_what_can_be, int_extent
+from dlc.compiler.schedules.base import CpuRule, divisor_at_most, inline_what_can_be, int_extent
 
 PARALLEL_MIN_WORK = 1 << 15  # multiply-adds; below it the thread pool's wake-up costs more than it saves
 
@@ -31,30 +31,22 @@ PARALLEL_MIN_WORK = 1 << 15  # multiply-adds; below it the thread pool's wake-up
 class TiledReduction(CpuRule):
     family = "tiled reduction (matmul, dense, conv2d NHWC, pooling)"
 
-    def apply(self, func, target, tunable):
-        from tvm import s_tir
-
-        if not self.is_target_available(target):
-            return None
-        sch = s_tir.Schedule(func)
-        blocks = self.blocks(sch)
-        if blocks is None:
-            return None
+    def schedule(self, sch, blocks, traits) -> bool:
         blocks = inline_what_can_be(sch, blocks)
         reductions = [b for b in blocks if b.is_reduction()]
         if len(reductions) != 1:
-            return None
+            return False
         main = reductions[0]
         after = blocks[blocks.index(main) + 1:]
         if len(after) > 1 or not all(b.is_injective() for b in blocks if b is not main):
-            return None
+            return False
         axes = _vector_and_row_axes(sch, main)
         if axes is None:
-            return None
-        tile = _tile(sch, main, after[0] if after else None, *axes, cpu_traits(target))
+            return False
+        tile = _tile(sch, main, after[0] if after else None, *axes, traits)
         for pad in blocks[:blocks.index(main)]:
             _pad_per_tile(sch, pad, tile)
-        return sch
+        return True
 
 
 def _vector_and_row_axes(sch, main):
