@@ -11,12 +11,14 @@ Per model: compile time (`dlc compile`'s own stages, in a fresh process each); p
 "before"), with the default schedules, tuned (`--tune-minutes` per model, a fresh database
 each), ONNX Runtime and PyTorch eager, each backend in its own process on the same inputs;
 the share of FLOPs in scheduled kernels; the GFLOP/s of the largest kernels (timed in the
-VM, see dlc.runtime.profile). Also the machine's sgemm peak: numpy's BLAS on all cores.
+VM, see dlc.runtime.profile) and the call overhead (p50 of the default column minus the time in
+its kernels). Also the machine's sgemm peak: numpy's BLAS on all cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 ZOO = ("mlp", "cnn", "resnet", "mobilenet", "lstm", "gru", "transformer", "autoencoder", "gan")
@@ -63,13 +65,18 @@ def measure(name: str, work: Path, args) -> dict:
         for r in result.results:
             latency[f"tvm_{column}" if r.backend == "tvm" else r.backend] = r.latency_ms
     default = compiled["default"][0]
+    kernels = kernel_times(work / f"{name}.default.dlc")
+    in_kernels = sum(k["ms"] for k in kernels.values())
     return {"compile_seconds": {column: seconds for column, (_, seconds) in compiled.items()},
             "tuning": compiled["tuned"][0].tuning if "tuned" in compiled else None,
             "p50_ms": {k: v["p50"] for k, v in latency.items()}, "p99_ms": {k: v["p99"] for k, v in latency.items()},
             "vs_onnxruntime": {k: round(v["p50"] / latency["onnxruntime"]["p50"], 3) for k, v in latency.items()},
             "scheduled_flops_share": default.schedules["scheduled_flops_share"],
             "schedules": default.schedules["kernels"],
-            "largest_kernels": largest_kernels(work / f"{name}.default.dlc", default.schedules)}
+            "largest_kernels": largest_kernels(kernels, default.schedules),
+            # What a call costs beyond its kernels: the Relax VM's dispatch and allocation, dlc's session.
+            "default_kernels_ms": round(in_kernels, 4),
+            "default_call_overhead_ms": round(latency["tvm_default"]["p50"] - in_kernels, 4)}
 
 
 def columns(name: str, work: Path, args):
@@ -80,6 +87,7 @@ def columns(name: str, work: Path, args):
     yield "default", CompileConfig(force=True, tuning=fresh)
     if args.tune_minutes > 0:
         database = work / f"{name}.tuning"
+        shutil.rmtree(database, ignore_errors=True)  # a fresh database: the budget is all this model gets
         yield "tuned", CompileConfig(force=True, tuning=TuningOptions(trials=BUDGET_TRIALS, database=database,
                                                                       minutes=args.tune_minutes))
 
@@ -95,11 +103,15 @@ def export(name: str, work: Path) -> tuple[Path, Path]:
     return work / f"{name}.onnx", work / f"{name}.pt"
 
 
-def largest_kernels(artifact: Path, schedules: dict, top: int = 3) -> list[dict]:
-    """The `top` kernels by FLOPs: their time in the VM and GFLOP/s (timed in a process of their own)."""
+def kernel_times(artifact: Path) -> dict[str, dict]:
+    """Every kernel's time per model run in the VM, timed in a process of its own (see dlc.runtime.profile)."""
     from dlc.child import run_in_child
 
-    times = run_in_child("dlc.runtime.profile:kernel_times", str(artifact), without_torch=True)
+    return run_in_child("dlc.runtime.profile:kernel_times", str(artifact), without_torch=True)
+
+
+def largest_kernels(times: dict[str, dict], schedules: dict, top: int = 3) -> list[dict]:
+    """The `top` kernels by FLOPs: their time in the VM and GFLOP/s."""
     rows = []
     for kernel in schedules["per_kernel"][:top]:
         timed = times.get(kernel["name"], {"ms": None, "calls": 0})
@@ -131,14 +143,14 @@ def print_table(report: dict) -> None:
     columns = ("tvm_before", "tvm_default", "tvm_tuned", "onnxruntime", "pytorch")
     print(f"{report['machine']['cpu']}; sgemm peak {report['sgemm_peak_gflops']} GFLOP/s; p50 ms "
           f"(x ONNX Runtime)")
-    print("| model | " + " | ".join(columns) + " | FLOPs scheduled | largest kernel GFLOP/s |")
-    print("|" + " --- |" * (len(columns) + 3))
+    print("| model | " + " | ".join(columns) + " | FLOPs scheduled | largest kernel GFLOP/s | call overhead ms |")
+    print("|" + " --- |" * (len(columns) + 4))
     for name, row in report["models"].items():
         cells = [f"{row['p50_ms'][c]:.4f} ({row['vs_onnxruntime'][c]:.2f}x)" if c in row["p50_ms"] else "-"
                  for c in columns]
         kernel = row["largest_kernels"][0] if row["largest_kernels"] else {}
         print(f"| {name} | " + " | ".join(cells) + f" | {100 * row['scheduled_flops_share']:.0f}% | "
-              f"{kernel.get('gflops')} |")
+              f"{kernel.get('gflops')} | {row['default_call_overhead_ms']:.4f} |")
 
 
 if __name__ == "__main__":

@@ -195,9 +195,15 @@ def _tuned(prepared: Prepared, config: CompileConfig, on_tuning) -> tuple[Path |
     target, options = prepared.target, config.tuning
     key = tuning.database_key(target.tvm)
     database = options.database or tuning.default_database(key)
+    if options.minutes is not None and options.minutes <= 0:
+        raise DlcError(f"tuning for {options.minutes} minutes tunes nothing: give a time above 0, or leave it out")
     trials = options.trials or (tuning.UNLIMITED if options.minutes else 0)
     if trials <= 0 and tuning.count_records(database) == 0:
         return None, None
+    not_here = target.why_not_here()
+    if trials > 0 and not options.tracker and not_here:
+        raise DlcError(f"cannot tune for {target.name} on this machine: {not_here}. Tune on a device of that kind "
+                       "through a TVM RPC tracker (dlc tune --tracker HOST:PORT --key KEY), or tune --target host")
     shapes = {s.name: list(s.shape) for s in prepared.inputs}
     tune_config = tuning.TuneConfig(trials=trials, minutes=options.minutes,
                                     model_key=tuning.model_key(prepared.source_sha256, shapes),

@@ -63,8 +63,8 @@ def _layout_agnostic_clip(tvm_clip):
             return None
         if not isinstance(value, tvm.ir.GenericConst) or value.value.numpy().size != 1:
             return False
-        number = float(value.value.numpy().reshape(()))
-        return None if math.isnan(number) else relax.const(number, value.ty.dtype)
+        number = value.value.numpy().reshape(()).item()  # an int64 bound stays exact
+        return None if isinstance(number, float) and math.isnan(number) else relax.const(number, value.ty.dtype)
 
     class Clip(tvm_clip):
         @classmethod

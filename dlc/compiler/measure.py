@@ -88,7 +88,7 @@ def seed_default_schedules(tasks, target, database, stop=lambda: False) -> int:
     """
     from tvm.s_tir import meta_schedule as ms
 
-    from dlc.compiler.schedules import cpu_rules
+    from dlc.compiler.schedules import first_schedule
 
     seeded = 0
     for task in tasks:
@@ -97,11 +97,14 @@ def seed_default_schedules(tasks, target, database, stop=lambda: False) -> int:
         mod = task.dispatched[0]
         if database.has_workload(mod) and database.get_top_k(database.commit_workload(mod), 1):
             continue
-        schedule = next((s for s in (r.apply(mod["main"], target, False) for r in cpu_rules()) if s is not None),
-                        None)
-        if schedule is None:
+        scheduled = first_schedule(mod["main"], target, name=task.task_name)
+        if scheduled is None:
             continue
-        seconds = _time(schedule.mod, target)
+        schedule = scheduled[0]
+        try:
+            seconds = _time(schedule.mod, target)
+        except (RuntimeError, ValueError, TypeError):  # e.g. a dtype numpy cannot fill: the search starts cold
+            continue
         record = ms.database.TuningRecord(schedule.trace, database.commit_workload(mod), [seconds], target,
                                           ms.arg_info.ArgInfo.from_prim_func(mod["main"]))
         database.commit_tuning_record(record)

@@ -145,12 +145,28 @@ def grow(mod, target, database: Path, key: str, config: TuneConfig, on_progress=
     if config.trials <= state["finished_trials"]:  # a run with this budget finished: nothing is missing
         return TuningReport(database, key, config.model_key, config.trials, state["records"], state["records"],
                             time.perf_counter() - start)
-    outcome = run_in_child("dlc.compiler.tuning:tune_in_child", mod, dict(target.export()), database, config,
-                           on_event=on_progress)
-    finished = config.trials if outcome["stopped_by"] is None else 0
-    _write_progress(database, config.model_key, finished, outcome["after"])
+    with _only_writer(database):
+        outcome = run_in_child("dlc.compiler.tuning:tune_in_child", mod, dict(target.export()), database, config,
+                               on_event=on_progress)
+        finished = config.trials if outcome["stopped_by"] is None else 0
+        _write_progress(database, config.model_key, finished, outcome["after"])
     return TuningReport(database, key, config.model_key, config.trials, outcome["before"], outcome["after"],
                         time.perf_counter() - start, outcome["seeded"], outcome["stopped_by"])
+
+
+@contextlib.contextmanager
+def _only_writer(database: Path):
+    """Holds the database's lock: MetaSchedule numbers workloads in memory, so two writers would mix them up."""
+    import fcntl
+
+    database.mkdir(parents=True, exist_ok=True)
+    with open(database / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DlcError(f"another tuning is writing {database} now: wait for it to end, or give this one its "
+                           "own --tuning-db") from None
+        yield  # the lock ends with the file
 
 
 def tune_in_child(mod, target_json: dict, database: Path, config: TuneConfig) -> dict[str, Any]:

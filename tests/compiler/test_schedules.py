@@ -46,6 +46,16 @@ CASES = {
                     "y = Sigmoid(t) }", {}, "injective"),
     "attention_scores": ("g (float[2,16,8] q, float[2,16,8] k) => (float[2,16,16] y) { "
                          "t = Transpose<perm = [0, 2, 1]>(k)  y = MatMul(q, t) }", {}, "tiled reduction"),
+    "grouped_conv": ("g (float[1,8,10,10] x) => (float[1,8,10,10] y) { "
+                     "y = Conv<pads = [1, 1, 1, 1], group = 2>(x, w) }", {"w": _w(8, 4, 3, 3)}, "fallback"),  # not tiled: its indices are not linear
+    "dense_odd_width": ("g (float[1,64] x) => (float[1,1001] y) { y = Gemm<transB = 1>(x, w, b) }",
+                        {"w": _w(1001, 64), "b": _w(1001)}, "tiled reduction"),
+    "conv_batch3_odd": ("g (float[3,5,11,13] x) => (float[3,10,11,13] y) { c = Conv<pads = [1, 1, 1, 1]>(x, w)  "
+                        "y = Relu(c) }", {"w": _w(10, 5, 3, 3)}, "tiled reduction"),
+    "global_avgpool": ("g (float[1,16,7,7] x) => (float[1,16,1,1] y) { c = Conv(x, w)  y = GlobalAveragePool(c) }",
+                       {"w": _w(16, 16, 1, 1)}, "tiled reduction"),
+    "int64_clip_to_the_type_max": ("g (int64[4,8] x) => (int64[4,8] y) { y = Clip(x, lo, hi) }",
+                                   {"lo": np.array(0, np.int64), "hi": np.array(2**63 - 1, np.int64)}, "injective"),
     "argmax": ("g (float[64,32] x) => (int64[64] y) { y = ArgMax<axis = -1, keepdims = 0>(x) }", {},
                "row reduction"),
 }
@@ -84,6 +94,25 @@ def test_a_rule_declines_a_kernel_of_another_family():
     mod = pipeline.prepare(import_relax(model, io_specs(model)[0]), target)
     kernels = [f for _, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
     assert kernels and all(TiledReduction().apply(f, target, False) is None for f in kernels)
+
+
+def test_a_rule_that_tvm_refuses_leaves_the_kernel_to_the_next_rule():
+    from tvm import te
+
+    from dlc.compiler.schedules import first_schedule
+    from dlc.compiler.schedules.injective import Injective
+    from dlc.target import resolve_target
+
+    class Refused:
+        family = "refused"
+
+        def apply(self, func, target, tunable):
+            raise RuntimeError("ScheduleError: the primitive does not apply")
+
+    x = te.placeholder((64, 64), name="x")
+    func = te.create_prim_func([x, te.compute((64, 64), lambda i, j: x[i, j] * 2.0, name="y")])
+    _, rule = first_schedule(func, resolve_target("host").tvm_target(), [Refused(), Injective()])
+    assert rule.family.startswith("injective")
 
 
 def test_vector_widths_follow_the_target():

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from dlc.compiler import tuning
-from tests.conftest import invoke, processes_marked
+from tests.conftest import assert_one_line_error, invoke, processes_marked
 
 
 @pytest.fixture()
@@ -50,6 +50,28 @@ def test_without_a_database_nothing_is_tuned(runner, mlp_onnx, tmp_path, cache):
     assert invoke(runner, "compile", mlp_onnx, "-o", out).exit_code == 0
     assert json.loads((out / "manifest.json").read_text())["tuning"] is None
     assert not (cache / "tuning").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tune-minutes", "0"], "tunes nothing: give a time above 0"),
+    (["--target", "raspberry-pi-4", "--tune", "8"], "cannot tune for raspberry-pi-4 on this machine"),
+])
+def test_tuning_that_cannot_run_here_is_one_error_line(runner, mlp_onnx, tmp_path, cache, args, message):
+    result = invoke(runner, "compile", mlp_onnx, "-o", tmp_path / "m.dlc", *args)
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "m.dlc").exists()
+
+
+def test_two_tunings_never_write_one_database_at_once(runner, mlp_onnx, tmp_path):
+    import fcntl
+
+    database = tmp_path / "db"
+    database.mkdir()
+    with open(database / ".lock", "w") as held:  # another tuning holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = invoke(runner, "tune", mlp_onnx, "--trials", "8", "--tuning-db", database)
+    assert_one_line_error(result, "another tuning is writing")
+    assert not (database / tuning.RECORDS).exists()
 
 
 def test_one_database_per_target_and_progress_per_model_and_shapes():

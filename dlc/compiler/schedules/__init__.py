@@ -16,7 +16,10 @@ compile can say what it scheduled and how.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+_log = logging.getLogger(__name__)
 
 SCHEDULE_ATTR = "dlc.schedule"
 TUNED = "tuned"
@@ -47,16 +50,28 @@ def apply_default_schedules(mod, target, rules=None):
         if _is_scheduled(func):
             updated[gv] = func if SCHEDULE_ATTR in func.attrs else func.with_attr(SCHEDULE_ATTR, TUNED)
             continue
-        for rule in rules:
-            sch = rule.apply(func, target, False)
-            if sch is not None:
-                updated[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True).with_attr(SCHEDULE_ATTR,
-                                                                                               rule.family)
-                break
+        scheduled = first_schedule(func, target, rules, gv.name_hint)
+        if scheduled is not None:
+            sch, rule = scheduled
+            updated[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True).with_attr(SCHEDULE_ATTR, rule.family)
     result = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
     for gv, func in updated.items():
         result[gv] = func
     return result
+
+
+def first_schedule(func, target, rules=None, name: str = "main"):
+    """(Schedule, rule) of the first rule that takes the PrimFunc `func`; None if none does."""
+    for rule in cpu_rules() if rules is None else rules:
+        try:
+            sch = rule.apply(func, target, False)
+        except (RuntimeError, ValueError) as e:  # TVM refused a primitive on this kernel: the next rule takes it
+            _log.warning("rule %r failed on kernel %s, trying the next: %s", rule.family, name,
+                         (str(e).strip().splitlines() or [""])[-1])
+            continue
+        if sch is not None:
+            return sch, rule
+    return None
 
 
 def _is_scheduled(func) -> bool:
