@@ -82,9 +82,8 @@ def seed_default_schedules(tasks, target, database, stop=lambda: False) -> int:
     """Measures each task's default schedule here and commits it as a tuning record; returns how many.
 
     The search then starts from them (MetaSchedule draws its first population from the
-    database's best records), and since a compile applies each kernel's best record, a
-    kernel never ends up slower than its default schedule. Tasks that already hold
-    records are left alone.
+    database's best records), and a candidate replaces a default only where it measured
+    faster. Tasks that already hold records are left alone.
     """
     from tvm.s_tir import meta_schedule as ms
 

@@ -8,8 +8,10 @@ compile tunes nothing and an interrupted tuning resumes from what it saved.
 
 How the budget is spent:
   1. each kernel's default schedule (dlc.compiler.schedules) is measured and committed
-     as a record: the search starts from it, and since a compile applies each kernel's
-     best record, tuning never leaves a kernel slower than its default;
+     as a record: the search starts from it, and a compile applies each kernel's
+     best-measured record, so a candidate replaces the default only where it measured
+     faster (kernel by kernel, on a machine that is building other candidates meanwhile:
+     the whole model can still come out slower, see the README's Speed section);
   2. MetaSchedule's gradient task scheduler gives the trials to the kernels where the
      model's time is;
   3. `minutes` stops the search on the clock, after the batch being measured; Ctrl-C
