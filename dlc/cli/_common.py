@@ -75,7 +75,7 @@ def tuning_progress(title: str, trials: int):
 
 def tuning_summary(tuning: dict, seconds: float) -> str:
     seeded = f", {tuning['seeded']} of them default schedules measured as a start" if tuning.get("seeded") else ""
-    stopped = ", stopped by --tune-minutes" if tuning.get("stopped_by") == "time" else ""
+    stopped = ", stopped on the clock" if tuning.get("stopped_by") == "time" else ""
     return (f"tuning database {tuning['database']}: {tuning['records_after']} records for this model's kernels, "
             f"{tuning['trials_run']} trials run now{seeded}{stopped} ({seconds:.1f} s)")
 

@@ -14,8 +14,8 @@ How the budget is spent:
      the whole model can still come out slower, see the README's Speed section);
   2. MetaSchedule's gradient task scheduler gives the trials to the kernels where the
      model's time is;
-  3. `minutes` stops the search on the clock, after the batch being measured; Ctrl-C
-     does the same (a second Ctrl-C stops at once).
+  3. `minutes` stops the search on the clock, once the batches sent out are measured and
+     saved; Ctrl-C does the same (a second Ctrl-C stops at once).
 
 The search runs in a child process of its own (see `grow`); how candidates are built
 and measured is `dlc.compiler.measure`.
@@ -225,22 +225,48 @@ def _search(tasks, target, database: Path, db, config: TuneConfig, stop: _StopWh
     # MetaSchedule's console handler takes this level; its full log still goes to DATABASE/logs.
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, str(database), seed=config.seed)
+    scheduler = ms.task_scheduler.TaskScheduler.create("gradient")
+    ending = _Ending(scheduler, stop)
     builder, runner = builder_and_runner(config)
-    callback = _progress_callback(done, done + trials, on_progress, stop)
     try:
         ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(database), max_trials_global=trials,
                            max_trials_per_task=config.trials_per_task, num_trials_per_iter=config.trials_per_iter,
-                           builder=builder, runner=runner, database=db, task_scheduler="gradient",
-                           measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), callback])
+                           builder=_stopping_builder(builder, ending), runner=runner, database=db,
+                           task_scheduler=scheduler,
+                           measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
+                                              _progress_callback(done, done + trials, on_progress, ending)])
     except BaseException:
-        # The progress callback ends the search with an exception; TVM's FFI re-raises it as
-        # another type, so the flags say why it ended.
+        # `_Ending` ends the search with an exception; TVM's FFI re-raises it as another
+        # type, so the flags say why it ended.
         if stop.timed_out:
             return "time"
         if not stop.interrupted:
             raise
         raise _interrupted(database) from None
     return None
+
+
+class _Ending:
+    """Ends a search on Ctrl-C or the clock, keeping every batch already sent to be measured.
+
+    The gradient task scheduler sends each task's first batch before it collects any (and
+    the default callbacks commit a batch's records only when it is collected): raising
+    at the first collection would throw away the rest of that round, which on a
+    15-kernel CNN is most of the first 8 minutes. So every batch out is collected first.
+    """
+
+    def __init__(self, scheduler, stop: _StopWhen):
+        self.scheduler, self.stop, self.ending = scheduler, stop, False
+
+    def check(self, collecting: int | None = None) -> None:
+        """Raises _Stopped once it is time, after collecting the batches out (but `collecting`'s, underway)."""
+        if self.ending or not self.stop():
+            return
+        self.ending = True  # the collections below run the callbacks again
+        for task_id, task in enumerate(self.scheduler.tasks_):
+            if task_id != collecting and not task.is_terminated and task.runner_futures is not None:
+                self.scheduler.join_running_task(task_id)
+        raise _Stopped()
 
 
 class _StopWhen:
@@ -284,7 +310,21 @@ class _Stopped(Exception):
     """Raised from the measure callback to end a tuning run (interrupted, or out of time)."""
 
 
-def _progress_callback(start: int, total: int, on_progress: Callable | None, stop: _StopWhen):
+def _stopping_builder(builder, ending: _Ending):
+    """`builder`, checking before each batch whether the search should end (so a round of many tasks can)."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+
+    @derived_object
+    class StoppingBuilder(ms.builder.PyBuilder):
+        def build(self, build_inputs):
+            ending.check()
+            return builder.build(build_inputs)
+
+    return StoppingBuilder()
+
+
+def _progress_callback(start: int, total: int, on_progress: Callable | None, ending: _Ending):
     from tvm.ir.utils import derived_object
     from tvm.s_tir import meta_schedule as ms
 
@@ -301,7 +341,6 @@ def _progress_callback(start: int, total: int, on_progress: Callable | None, sto
                     self.best[task_id] = min(self.best.get(task_id, ms_value), ms_value)
             if on_progress:  # the sum of each tuned task's best: the model's kernel time so far
                 on_progress(self.done, total, sum(self.best.values()) if self.best else None)
-            if stop():  # the batch's records are already in the database (callbacks run in order)
-                raise _Stopped()
+            ending.check(collecting=task_id)  # this batch's records are already in (callbacks run in order)
 
     return Progress()
