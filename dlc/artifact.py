@@ -53,6 +53,17 @@ def is_artifact(path: str | Path) -> bool:
     return Path(path).is_dir() or Path(path).suffix == ".dlc"
 
 
+def why_not_replaceable(path: Path) -> str | None:
+    """None if `path` is a dlc artifact directory, which `--force` may replace; else why not."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_text())
+    except (OSError, ValueError, RecursionError):
+        manifest = None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return "it is a directory without a dlc manifest, not an artifact dlc wrote"
+    return None
+
+
 def save_golden(path: Path, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
     arrays = {f"input/{k}": v for k, v in inputs.items()} | {f"output/{k}": v for k, v in outputs.items()}
     with open(path, "wb") as f:
@@ -65,17 +76,29 @@ class Artifact:
     manifest: dict[str, Any]
 
     @classmethod
-    def load(cls, path: str | Path) -> "Artifact":
-        """Reads the manifest and verifies every file's sha256; raises on any mismatch."""
+    def load(cls, path: str | Path, verify: bool = True, trust: str | Path | None = None) -> "Artifact":
+        """Reads and checks the manifest, and verifies every file's sha256 (unless `verify` is False because
+        this process just did); raises on any mismatch.
+
+        With `trust` (a public key file), the manifest must first carry a valid signature by
+        that key (dlc.signing): the hashes checked next are then the signer's.
+        """
         root = Path(path)
         if not root.is_dir():
             raise InputFileError(f"artifact not found: {root} (create one with `dlc compile MODEL.onnx -o {root}`)")
-        manifest = _read_manifest(root)
+        manifest = _read_manifest(root)  # JSON only: no native code is touched before the signature is checked
+        if trust is not None:
+            from dlc import signing
+
+            signing.check(root / MANIFEST, Path(trust))
         artifact = cls(root, manifest)
-        artifact.verify()
+        if verify:
+            artifact.verify()
         return artifact
 
     def verify(self) -> None:
+        """Every file the manifest names is inside the artifact and has its sha256; the library's ELF header is
+        the one recorded at compile time. All of it before any native code is loaded."""
         for role, entry in self.manifest["files"].items():
             file = self.path / entry["path"]
             if not file.is_file():
@@ -85,6 +108,14 @@ class Artifact:
                 raise ArtifactIntegrityError(
                     f"artifact {self.path}: {entry['path']} does not match the sha256 in {MANIFEST} "
                     "(modified or corrupted); it was not loaded. Recompile it with `dlc compile`")
+        recorded = self.manifest.get("library_elf")
+        if recorded is not None:
+            from dlc.elf import read_elf_header
+
+            if read_elf_header(self.library_path) != recorded:
+                raise ArtifactIntegrityError(f"artifact {self.path}: the library's ELF header does not match the one "
+                                             f"recorded in {MANIFEST}; it was not loaded. Recompile it with "
+                                             "`dlc compile`")
 
     def require_runnable_here(self) -> None:
         """Refuses an artifact whose code cannot run on this machine, before it is opened.
@@ -150,9 +181,41 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         raise InvalidModelError(f"{root} is not a dlc artifact (no {MANIFEST}); create one with `dlc compile`")
     try:
         manifest = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactIntegrityError(f"{file} is not valid JSON ({e}); recompile with `dlc compile`") from e
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 5,000-digit number, deep nesting
+        raise ArtifactIntegrityError(f"{file} is not valid JSON ({' '.join(str(e).split())[:200]}); recompile with "
+                                     "`dlc compile`") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or \
+            manifest.get("format_version") != FORMAT_VERSION:
         raise InvalidModelError(f"{root} is not a dlc artifact of format {FORMAT} v{FORMAT_VERSION}; "
                                 "recompile it with this dlc's `dlc compile`")
+    problem = _manifest_problem(root, manifest)
+    if problem:
+        raise ArtifactIntegrityError(f"{file} {problem}; it was not loaded. Recompile it with `dlc compile`")
     return manifest
+
+
+REQUIRED = {"name": str, "target": dict, "inputs": list, "outputs": list, "files": dict}
+ROLES = ("library", "onnx", "golden")
+
+
+def _manifest_problem(root: Path, manifest: dict[str, Any]) -> str | None:
+    """What makes a manifest unusable, or None: a missing or mistyped field, a path that leaves the artifact."""
+    for key, kind in REQUIRED.items():
+        if not isinstance(manifest.get(key), kind):
+            return f"has no valid {key!r}"
+    for role in ROLES:
+        entry = manifest["files"].get(role)
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or \
+                not isinstance(entry.get("sha256"), str):
+            return f"has no valid files.{role} entry (path and sha256)"
+    for role, entry in manifest["files"].items():
+        relative = Path(entry["path"]) if isinstance(entry, dict) and isinstance(entry.get("path"), str) else None
+        if relative is None or relative.is_absolute() or ".." in relative.parts or relative == Path("."):
+            return f"names its {role} file outside the artifact"
+        if not (root / relative).resolve().is_relative_to(root.resolve()):  # a symlink out of it
+            return f"names its {role} file outside the artifact (through a link)"
+    for spec in (*manifest["inputs"], *manifest["outputs"]):
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or \
+                not isinstance(spec.get("shape"), list) or not isinstance(spec.get("dtype"), str):
+            return "has an input or output without a valid name, shape and dtype"
+    return None

@@ -7,10 +7,10 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from dlc.errors import InputFileError, OutputExistsError
+from dlc.errors import DlcError, InputFileError, OutputExistsError
 
 
 def require_file(path: str | os.PathLike, what: str, hint: str = "") -> Path:
@@ -23,18 +23,56 @@ def require_file(path: str | os.PathLike, what: str, hint: str = "") -> Path:
     return p
 
 
-def check_output(path: Path, force: bool) -> None:
-    """Refuses to overwrite an existing output unless `force`."""
-    if path.exists() and not force:
-        raise OutputExistsError(f"output already exists: {path} (pass --force to overwrite it)")
+def check_output(path: Path, force: bool, *, directory: Callable[[Path], str | None] | None = None) -> None:
+    """Refuses an output that cannot be written, or that exists unless `force`, before any work starts.
+
+    Even with `force`, only what dlc writes there is replaced: a file, or where the output
+    is a directory, an existing directory that `directory(path)` finds no reason against
+    (e.g. that it holds a dlc manifest); never the working directory or one above it.
+    """
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        if not force:
+            raise OutputExistsError(f"output already exists: {path} (pass --force to overwrite it)")
+        why = _not_replaceable(path, directory)
+        if why:
+            raise OutputExistsError(f"--force will not replace {path}: {why}; choose another output path")
+    _require_writable(path.parent)
+
+
+def _not_replaceable(path: Path, directory: Callable[[Path], str | None] | None) -> str | None:
+    if directory is None:
+        return "it is a directory, and dlc writes a file there" if path.is_dir() else None
+    if path.is_symlink() or not path.is_dir():
+        return "it is not a directory"
+    here = Path.cwd().resolve()
+    if path.resolve() in (here, *here.parents):
+        return "it is the working directory, or holds it"
+    return directory(path)
+
+
+def _require_writable(folder: Path) -> None:
+    """Fails now, not after a long build, when nothing can be created in `folder` (or its nearest existing parent)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dlc-write-check-", dir=existing)
+    except OSError as e:
+        raise DlcError(f"cannot write in {existing}: {e.strerror or e}; choose an output path in a folder you "
+                       "can write to") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 @contextlib.contextmanager
-def atomic_path(dest: str | os.PathLike, *, directory: bool = False) -> Iterator[Path]:
+def atomic_path(dest: str | os.PathLike, *, directory: bool = False,
+                before_replace: Callable[[], None] | None = None) -> Iterator[Path]:
     """Yields a temporary path beside `dest`; renames it onto `dest` only if the block succeeds.
 
     For a directory, an existing `dest` is moved aside first and removed after the swap,
-    so `dest` is either the old or the new complete tree, never a mix.
+    so `dest` is either the old or the new complete tree, never a mix. `before_replace`
+    runs just before: a long build re-checks there what may be replaced (see check_output).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -47,10 +85,22 @@ def atomic_path(dest: str | os.PathLike, *, directory: bool = False) -> Iterator
         tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())  # as open() would have made it, not 0600
+        if before_replace:
+            before_replace()
         _replace(tmp, dest, directory)
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it (os.umask would change it for every thread meanwhile)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        return 0o022
 
 
 def _replace(tmp: Path, dest: Path, directory: bool) -> None:
@@ -58,8 +108,17 @@ def _replace(tmp: Path, dest: Path, directory: bool) -> None:
         os.replace(tmp, dest)
         return
     old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-    os.replace(dest, old / "tree")
-    os.replace(tmp, dest)
+    try:
+        os.replace(dest, old / "tree")
+    except OSError:
+        old.rmdir()
+        raise
+    try:
+        os.replace(tmp, dest)
+    except OSError:  # the old tree goes back
+        os.replace(old / "tree", dest)
+        old.rmdir()
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -79,11 +79,15 @@ def serving_backend(path: Path) -> str | None:
 
 
 def open_session(backend: str, model: str | Path, *, checkpoint: str | Path | None = None,
-                 threads: int | None = None):
-    """Opens `backend` on `model`: a `.dlc` artifact directory or an ONNX file; returns its Session."""
+                 threads: int | None = None, trust: str | Path | None = None):
+    """Opens `backend` on `model`: a `.dlc` artifact directory or an ONNX file; returns its Session.
+
+    `trust`: a public key an artifact must be signed with (dlc.signing), checked before its
+    library is loaded.
+    """
     from dlc.artifact import Artifact, is_artifact
 
     chosen = get_backend(backend)
-    artifact = Artifact.load(model) if is_artifact(model) else None
+    artifact = Artifact.load(model, trust=trust) if is_artifact(model) else None
     onnx_path = artifact.onnx_path if artifact else Path(model)
     return chosen.opens(artifact, onnx_path, checkpoint, threads)

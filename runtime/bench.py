@@ -37,6 +37,7 @@ class BenchConfig:
     artifact: Path | None = None  # the compiled artifact backends that read one run, when `model` is an ONNX file
     remote_artifact: Path | None = None  # an artifact for a device, run through `deploy` as one more row
     device: Any = None  # the DeviceAddress of that device (rpc.DeviceAddress)
+    trust: Path | None = None  # a public key the artifacts given must be signed with, checked before any opens them
 
 
 @dataclass
@@ -97,7 +98,7 @@ def _inputs(model: str | Path, config: BenchConfig) -> dict[str, np.ndarray]:
     from dlc.specs import load_inputs, random_inputs
 
     if is_artifact(model):
-        artifact = Artifact.load(model)
+        artifact = Artifact.load(model, trust=config.trust)
         specs = artifact.inputs
         default = artifact.golden()[0]
     else:
@@ -133,7 +134,7 @@ def _run_remote(config: BenchConfig, feed, batch: int) -> BackendResult:
     from dlc.artifact import Artifact
     from dlc.runtime.deploy import DeployConfig, deploy
 
-    golden_in, _ = Artifact.load(config.remote_artifact).golden()
+    golden_in, _ = Artifact.load(config.remote_artifact, trust=config.trust).golden()
     same_inputs = golden_in.keys() == feed.keys() and all(np.array_equal(golden_in[k], feed[k]) for k in feed)
     device = config.device
     report = deploy(config.remote_artifact, DeployConfig(rpc=device.rpc, tracker=device.tracker, key=device.key,

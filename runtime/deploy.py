@@ -33,6 +33,7 @@ class DeployConfig:
     retries: int = 1
     atol: float = 1e-4
     rtol: float = 1e-4
+    trust: Path | None = None  # a public key the artifact must be signed with (dlc.signing)
 
     @property
     def address(self) -> DeviceAddress:
@@ -57,7 +58,7 @@ class DeployReport:
 def deploy(path: str | Path, config: DeployConfig) -> DeployReport:
     """Uploads the artifact's library, runs its golden inputs and times it on the device."""
     config.address.check()
-    artifact = Artifact.load(path)  # checks every sha256 before anything leaves this machine
+    artifact = Artifact.load(path, trust=config.trust)  # the signature, every sha256, before anything leaves here
     error: DeviceError | None = None
     for attempt in range(1, config.retries + 2):
         try:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIRS = {"dlc": ROOT / "dlc", "dlc.exporters": ROOT / "exporters", "dlc.passes": ROOT / "passes",
                 "dlc.runtime": ROOT / "runtime"}
 CORE = {"dlc", "dlc.errors", "dlc.fileio", "dlc.specs", "dlc.numerics", "dlc.artifact", "dlc.target", "dlc.onnxio",
-        "dlc.child"}
+        "dlc.child", "dlc.elf", "dlc.signing"}
 
 
 def _modules() -> dict[str, Path]:

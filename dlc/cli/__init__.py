@@ -34,6 +34,8 @@ class DlcGroup(TyperGroup):
             code = 0
         except ClickException as e:  # usage errors: unknown option, bad value
             _fail(f"{e.format_message()} (see `{_help_command(args)}`)")
+        if code == 130:  # typer turns a Ctrl-C inside a command into a silent exit code 130
+            _fail("interrupted", 130)
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -80,6 +82,7 @@ def _register() -> None:
         optimize,
         quickstart,
         serve,
+        signing,
         targets,
         train,
         tune,
@@ -98,6 +101,9 @@ def _register() -> None:
     app.command("targets")(targets.targets)
     app.command("deploy")(deploy.deploy)
     app.command("serve")(serve.serve)
+    app.command("keygen")(signing.keygen)
+    app.command("sign")(signing.sign)
+    app.command("verify")(signing.verify)
     app.add_typer(device.app, name="device")
 
 

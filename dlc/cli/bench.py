@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from dlc.cli._common import bench_table, console
+from dlc.cli.signing import TRUST_HELP, require_key
 from dlc.runtime.backends import BACKENDS
 
 
@@ -26,6 +27,7 @@ def bench(
     tracker: Annotated[str | None, typer.Option(help="A TVM RPC tracker, HOST:PORT.")] = None,
     key: Annotated[str, typer.Option(help="The device key.")] = "",
     report: Annotated[Path | None, typer.Option(help="JSON report [default: MODEL.bench.json].")] = None,
+    trust: Annotated[Path | None, typer.Option(help=TRUST_HELP, show_default=False)] = None,
 ):
     """Benchmark TVM, ONNX Runtime and PyTorch side by side on the same inputs."""
     from dlc.compiler.session import benchmark
@@ -34,9 +36,10 @@ def bench(
     from dlc.runtime.bench import BenchConfig
     from dlc.runtime.rpc import DeviceAddress
 
+    require_key(trust)
     chosen = tuple(b.strip() for b in backends.split(",")) if backends else default_backends(checkpoint is not None)
     config = BenchConfig(backends=chosen, warmup=warmup, runs=runs, threads=threads, checkpoint=checkpoint,
-                         inputs=inputs, remote_artifact=remote,
+                         inputs=inputs, remote_artifact=remote, trust=trust,
                          device=DeviceAddress(rpc, tracker, key) if remote else None)
     with console.status("benchmarking") as status:
         result = benchmark(model, config, on_result=lambda r: status.update(f"benchmarked {r.backend}"))

@@ -34,6 +34,8 @@ def compile_(
     schedules: Annotated[Schedules, typer.Option(help="default: dlc's CPU schedules on every kernel the tuning "
                                                      "database has no record for; none: TVM's own unscheduled CPU "
                                                      "pipeline, to compare against.")] = Schedules.default,
+    sign: Annotated[Path | None, typer.Option(help="Sign the artifact with this private key (from `dlc "
+                                                   "keygen`).", show_default=False)] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing artifact.")] = False,
 ):
     """Compile an ONNX model with TVM into a verified artifact directory."""
@@ -43,14 +45,20 @@ def compile_(
     output = output or beside(model, ".dlc")
     config = CompileConfig(target=target, shapes=parse_shapes(shape), atol=atol, rtol=rtol, force=force,
                            tuning=TuningOptions(trials=tune, minutes=tune_minutes, database=tuning_db),
-                           schedules=schedules.value)
+                           schedules=schedules.value, sign=sign)
     with tuning_progress(f"compiling for {target}", tune) as on_tuning:
         report = compile_model(model, output, config, on_tuning)
     diff = report.max_abs_diff
     if report.tuning:
         console.print(tuning_summary(report.tuning, report.seconds["tune"]))
+        timed = report.tuning.get("whole_model_ms")
+        if timed:
+            kept = "the tuned build" if report.tuning["applied"] else "the default schedules (tuning did not pay here)"
+            console.print(f"whole model: tuned {timed['tuned']:.4f} ms, default {timed['default']:.4f} ms; kept {kept}")
     if report.schedules:
         console.print(schedules_line(report.schedules))
+    if sign:
+        console.print(f"signed with {sign}")
     console.print(f"wrote {output} (library {report.library_bytes / 1024:.0f} KiB, target "
                   f"{report.target.tvm}, {sum(report.seconds.values()):.1f} s)")
     if diff is not None:

@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from dlc.cli._common import console
+from dlc.cli.signing import TRUST_HELP, require_key
 
 
 def deploy(
@@ -18,14 +19,16 @@ def deploy(
     timeout: Annotated[float, typer.Option(min=1, help="Seconds allowed for one attempt.")] = 300.0,
     retries: Annotated[int, typer.Option(min=0, help="Further attempts after a device failure.")] = 1,
     report: Annotated[Path | None, typer.Option(help="JSON report [default: ARTIFACT.deploy.json].")] = None,
+    trust: Annotated[Path | None, typer.Option(help=TRUST_HELP, show_default=False)] = None,
 ):
     """Upload an artifact to a device over TVM RPC, check its golden outputs there, and time it."""
     from dlc.fileio import beside, write_json
     from dlc.runtime.deploy import DeployConfig
     from dlc.runtime.deploy import deploy as run_deploy
 
+    require_key(trust)
     config = DeployConfig(rpc=rpc, tracker=tracker, key=key, number=number, repeat=repeat, timeout=timeout,
-                          retries=retries)
+                          retries=retries, trust=trust)
     with console.status(f"deploying {artifact} to {rpc or tracker}"):
         result = run_deploy(artifact, config)
     device = result.device

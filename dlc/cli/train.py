@@ -86,6 +86,11 @@ def train(
         scores = f"test loss {result.test_loss:.4f}"
     console.print(f"{config.model} on {result.checkpoint.dataset}: {scores} "
                   f"(best epoch {result.best_epoch} of {len(result.history)}, {result.seconds:.1f} s)")
+    if result.transferred:
+        copied, skipped = result.transferred["copied"], result.transferred["skipped"]
+        console.print(f"started from {config.init_from}: {len(copied)} weights copied, {len(skipped)} left to their "
+                      f"fresh initialization" + (f" ({', '.join(skipped[:6])}{', ...' if len(skipped) > 6 else ''})"
+                                                 if skipped else ""))
     console.print(f"checkpoint: {run.checkpoint}   metrics: {run.metrics}   curves: {run.curves}")
 
 

@@ -11,6 +11,9 @@ Stages, in order, each failing with an error a user can act on:
 
 from __future__ import annotations
 
+import functools
+import math
+import os
 import platform
 import shutil
 import time
@@ -32,10 +35,12 @@ from dlc.artifact import (
     ONNX,
     save_golden,
     sha256_file,
+    why_not_replaceable,
 )
 from dlc.compiler.coverage import check_coverage, require_supported
-from dlc.compiler.elf import read_elf_header
+from dlc.elf import read_elf_header
 from dlc.compiler.frontend import import_relax
+from dlc.compiler.schedules import TUNED
 from dlc.errors import DlcError, first_line
 from dlc.fileio import atomic_path, check_output, write_json
 from dlc.numerics import Tolerance, require_close
@@ -63,6 +68,7 @@ class CompileConfig:
     force: bool = False
     tuning: TuningOptions = TuningOptions()
     schedules: str = "default"  # "none": TVM's own CPU pipeline, no dlc schedules (to compare against)
+    sign: Path | None = None  # a private key to sign the artifact with (dlc.signing)
 
 
 @dataclass
@@ -111,23 +117,37 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
     grown to `config.tuning.trials` records first when that is more than it holds.
     """
     out, timer = Path(out), _Timer()
-    check_output(out, config.force)
+    check_output(out, config.force, directory=why_not_replaceable)
     prepared = prepare(onnx_path, config)
     target, inputs = prepared.target, prepared.inputs
+    _check_golden_size(inputs)
+    if config.sign:
+        from dlc import signing
+
+        signing.load_private_key(config.sign)  # a bad key fails now, not after the build
     fcompile = target.fcompile()  # a missing cross linker fails here, before the build
     timer.mark("load")
     database, tuning = _tuned(prepared, config, on_tuning)
     timer.mark("tune")
     executable, schedules = build_module(prepared.relax(), target, database, config.schedules)
+    not_here = target.why_not_here()
+    # Records that each measured faster, kernel by kernel, can still make a slower model
+    # (measured on a busy machine, or faster alone than among the others): the default
+    # build is built too and the whole models are timed against each other.
+    tuned_kernels = (schedules or {}).get("kernels", {}).get(TUNED, 0)
+    default = build_module(prepared.relax(), target, None, config.schedules) if tuned_kernels and not not_here \
+        else None
     timer.mark("build")
-    with atomic_path(out, directory=True) as tmp:
+    recheck = functools.partial(check_output, out, config.force, directory=why_not_replaceable)  # what appeared since
+    with atomic_path(out, directory=True, before_replace=recheck) as tmp:
         _export_library(executable, tmp / LIBRARY, fcompile, target)
         _write_onnx(prepared, onnx_path, tmp / ONNX)
         golden_in = random_inputs(inputs, seed=config.seed)
         golden_out = _onnxruntime_outputs(tmp / ONNX, golden_in)
         save_golden(tmp / GOLDEN, golden_in, golden_out)
+        if default:
+            schedules, tuning = _keep_the_faster(tmp, default, golden_in, fcompile, target, schedules, tuning)
         timer.mark("export")
-        not_here = target.why_not_here()
         diff = _verify(tmp, golden_in, golden_out, config, target) if not_here is None else None
         timer.mark("verify")
         manifest = _manifest(out.name.removesuffix(".dlc"), tmp, prepared, _specs_of(golden_out), diff,
@@ -136,8 +156,22 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
         manifest["tuning"] = tuning
         manifest["schedules"] = schedules
         write_json(tmp / MANIFEST, manifest)
+        if config.sign:
+            signing.sign(tmp / MANIFEST, config.sign)
     return CompileReport(out, target, timer.seconds, diff, (out / LIBRARY).stat().st_size, tuning, not_here,
                          schedules)
+
+
+GOLDEN_LIMIT = 256 << 20  # bytes of golden inputs an artifact carries
+
+
+def _check_golden_size(inputs: list[TensorSpec]) -> None:
+    """Refuses, before building, shapes whose golden inputs alone would make a huge artifact."""
+    size = sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize for s in inputs)
+    if size > GOLDEN_LIMIT:
+        shapes = ", ".join(f"{s.name}={'x'.join(map(str, s.shape))}" for s in inputs)
+        raise DlcError(f"the inputs at {shapes} take {size / (1 << 20):.0f} MiB, and the artifact keeps a golden "
+                       f"copy of them; the limit is {GOLDEN_LIMIT >> 20} MiB: compile for smaller shapes (--shape)")
 
 
 def tune_model(onnx_path: str | Path, config: CompileConfig,
@@ -179,13 +213,28 @@ def _lower(model):
 
 
 def _write_onnx(prepared: Prepared, source: Path, path: Path) -> None:
-    """The artifact's ONNX is the graph TVM compiled: the source file itself unless it was lowered."""
+    """The artifact's ONNX is the graph TVM compiled, in one file: the source file itself when it is whole.
+
+    A lowered graph, or a source whose weights sit in external data files (torch's dynamo
+    exporter writes `model.onnx.data` beside it), is written from the loaded model, its
+    weights inside, so the artifact needs nothing from beside it.
+    """
     import onnx
 
-    if prepared.lowered:
+    if prepared.lowered or _has_external_data(source):
+        if prepared.model.ByteSize() > 2_000_000_000:
+            raise DlcError(f"{source} is over protobuf's 2 GB limit once its external data is inside; dlc compile "
+                           "cannot put it in an artifact yet")
         onnx.save(prepared.model, str(path))
     else:
         shutil.copyfile(source, path)
+
+
+def _has_external_data(source: Path) -> bool:
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    return any(uses_external_data(t) for t in onnx.load(str(source), load_external_data=False).graph.initializer)
 
 
 def _tuned(prepared: Prepared, config: CompileConfig, on_tuning) -> tuple[Path | None, dict[str, Any] | None]:
@@ -234,6 +283,51 @@ def build_module(mod, target: TargetSpec, database: Path | None = None, schedule
     summary = schedule_summary(mod) if pipeline.is_cpu(tvm_target) else None
     with tvm_target:
         return tvm.compile(mod, target=tvm_target, relax_pipeline=pipeline.lower(tvm_target)), summary
+
+
+def _keep_the_faster(tmp: Path, default, golden_in, fcompile, target: TargetSpec, schedules, tuning):
+    """Times the tuned library (tmp/LIBRARY) against the default build's; the faster one stays as the library.
+
+    Returns the schedules and tuning record of what stayed; the tuning record says both times.
+    """
+    from dlc.child import run_in_child
+
+    candidate = tmp / ".default-build.so"
+    _export_library(default[0], candidate, fcompile, target)
+    tuned_ms, default_ms = run_in_child("dlc.compiler.build:time_libraries", [str(tmp / LIBRARY), str(candidate)],
+                                        golden_in, target.device, without_torch=True)
+    applied = tuned_ms <= default_ms
+    if applied:
+        candidate.unlink()
+    else:
+        os.replace(candidate, tmp / LIBRARY)
+        schedules = default[1]
+    return schedules, {**tuning, "applied": applied,
+                       "whole_model_ms": {"tuned": round(tuned_ms, 4), "default": round(default_ms, 4)}}
+
+
+def time_libraries(libraries: list[str], inputs: dict[str, np.ndarray], device: str, rounds: int = 9,
+                   min_seconds: float = 0.03) -> list[float]:
+    """In a child process: milliseconds per call of each library on `inputs`, the median of interleaved rounds.
+
+    Interleaved, so that a machine busy for a moment slows every library alike.
+    """
+    import tvm
+
+    from dlc.runtime.tvm_session import TvmSession
+
+    sessions = [TvmSession(tvm.runtime.load_module(path), _specs_of(inputs), [], device) for path in libraries]
+    for session in sessions:
+        session.run(inputs)  # the first call starts the thread pool and faults the pages in
+    times: list[list[float]] = [[] for _ in sessions]
+    for _ in range(rounds):
+        for session, samples in zip(sessions, times):
+            calls, start = 0, time.perf_counter()
+            while calls == 0 or time.perf_counter() - start < min_seconds:
+                session.run(inputs)
+                calls += 1
+            samples.append(1000 * (time.perf_counter() - start) / calls)
+    return [float(np.median(samples)) for samples in times]
 
 
 def _export_library(executable, path: Path, fcompile, target: TargetSpec) -> None:

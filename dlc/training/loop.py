@@ -46,6 +46,7 @@ class TrainResult:
     seconds: float
     stopped_early: bool
     task: str = "classify"
+    transferred: dict[str, list[str]] | None = None  # --init-from: the weights copied and skipped
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -84,7 +85,7 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochStats], None] | None = N
     # a resumed run keeps the architecture and input normalization it was trained with
     args = source.model_args if source else zoo.resolve_args(spec, {**_data_args(spec, data), **config.model_args})
     model = zoo.create(config.model, args)
-    _prepare(model, config, source)
+    transferred = _prepare(model, config, source)
     normalize = source.normalize if source else _normalization(config, data)
     net = Normalized(model, normalize["mean"], normalize["std"]) if normalize else model
     objective = make_objective(spec.task, model, config)
@@ -119,6 +120,7 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochStats], None] | None = N
         raise DlcError(f"nothing to train: the run resumed at epoch {first} and --epochs is {config.epochs}; "
                        f"raise --epochs")
     result = _finish(config, spec, model, objective, best_state, args, data, history, best, start, normalize)
+    result.transferred = transferred
     result.checkpoint.training_state = {"epoch": history[-1].epoch, "optimizer": optimizer.state_dict()}
     return result
 
@@ -137,17 +139,19 @@ def _resume_source(config: TrainConfig) -> Checkpoint | None:
     return source
 
 
-def _prepare(model, config: TrainConfig, source: Checkpoint | None) -> None:
-    """Resumed or transferred weights into `model`, then its head reset and layers frozen as asked."""
+def _prepare(model, config: TrainConfig, source: Checkpoint | None) -> dict[str, list[str]] | None:
+    """Resumed or transferred weights into `model`, then its head reset and layers frozen as asked.
+
+    Returns what --init-from copied and skipped (None without it)."""
     from dlc.training import transfer
 
     if source:
         model.load_state_dict(source.state_dict)
-    if config.init_from:
-        transfer.start_from(model, config.init_from, config.model)
+    transferred = transfer.start_from(model, config.init_from, config.model) if config.init_from else None
     if config.new_head:
         transfer.reset_head(model)
     transfer.freeze(model, config.freeze)
+    return transferred
 
 
 def _normalization(config: TrainConfig, data: Splits) -> dict[str, list[float]] | None:

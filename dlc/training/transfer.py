@@ -21,6 +21,10 @@ def start_from(model, path: Path, model_name: str) -> dict[str, list[str]]:
     require_same_model(source, model_name, path)
     own = model.state_dict()
     copied = {k: v for k, v in source.state_dict.items() if k in own and own[k].shape == v.shape}
+    if not copied:
+        raise InvalidModelError(f"checkpoint {path} has no weight of the shape this model needs (its model "
+                                f"arguments {source.model_args} differ from these); nothing would be transferred: "
+                                "train with the checkpoint's --arg values, or leave --init-from out")
     model.load_state_dict(copied, strict=False)
     return {"copied": sorted(copied), "skipped": sorted(set(own) - set(copied))}
 

@@ -8,10 +8,12 @@ The binary tensor extension (what tritonclient sends by default): the JSON heade
 first `Inference-Header-Content-Length` bytes of the body, and a tensor with
 `"parameters": {"binary_data_size": n}` has its n raw little-endian bytes after it, in the
 order of the tensors. Outputs asked for with `"parameters": {"binary_data": true}` come
-back the same way.
+back the same way, and so does any output holding NaN or infinity, which JSON cannot carry.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -50,6 +52,9 @@ def decode_inputs(body: object, specs: list[TensorSpec], binary: bytes = b"") ->
         name = tensor.get("name") if isinstance(tensor, dict) else None
         size = _binary_size(tensor)
         chunk, offset = binary[offset:offset + size] if size is not None else None, offset + (size or 0)
+        if not isinstance(name, str):
+            problems.append("an input without a string 'name'")
+            continue
         if name not in by_name:
             problems.append(f"unexpected input {name!r}")
             continue
@@ -59,8 +64,8 @@ def decode_inputs(body: object, specs: list[TensorSpec], binary: bytes = b"") ->
             problems.append(str(e))
     if offset != len(binary):
         problems.append(f"the body carries {len(binary)} bytes of binary tensors, the inputs declare {offset}")
-    problems += [f"missing input {n!r}" for n in by_name if n not in arrays and n not in
-                 {t.get("name") for t in body["inputs"] if isinstance(t, dict)}]
+    named = {t.get("name") for t in body["inputs"] if isinstance(t, dict) and isinstance(t.get("name"), str)}
+    problems += [f"missing input {n!r}" for n in by_name if n not in arrays and n not in named]
     if problems:
         expected = "; ".join(str(s) for s in specs)
         raise ProtocolError(400, f"{'; '.join(problems)} (the model takes {expected})")
@@ -70,18 +75,19 @@ def decode_inputs(body: object, specs: list[TensorSpec], binary: bytes = b"") ->
 def _binary_size(tensor: object) -> int | None:
     params = tensor.get("parameters") if isinstance(tensor, dict) else None
     size = params.get("binary_data_size") if isinstance(params, dict) else None
-    if size is not None and (not isinstance(size, int) or size < 0):
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
         raise ProtocolError(400, f"binary_data_size {size!r} is not a byte count")
     return size
 
 
 def _array(tensor: dict, spec: TensorSpec, chunk: bytes | None) -> np.ndarray:
     datatype, shape, data = tensor.get("datatype"), tensor.get("shape"), tensor.get("data")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise ProtocolError(400, f"input {spec.name!r} has datatype {datatype!r}; one of {', '.join(DATATYPES)}")
     if DATATYPES[datatype] != spec.dtype:
         raise ProtocolError(400, f"input {spec.name!r} is {datatype}, the model takes {TO_DATATYPE[spec.dtype]}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                              for d in shape):
         raise ProtocolError(400, f"input {spec.name!r} needs a 'shape' list of non-negative integers")
     if len(shape) != len(spec.shape) or any(isinstance(w, int) and w != g for w, g in zip(spec.shape, shape)):
         raise ProtocolError(400, f"input {spec.name!r} has shape {shape}, the model takes {list(spec.shape)}")
@@ -93,11 +99,15 @@ def _array(tensor: dict, spec: TensorSpec, chunk: bytes | None) -> np.ndarray:
     else:
         try:
             array = np.asarray(data, dtype=DATATYPES[datatype])
-        except (TypeError, ValueError) as e:
-            raise ProtocolError(400, f"input {spec.name!r} data is not a list of {datatype} numbers ({e})") from e
-    if array.size != int(np.prod(shape)):
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ProtocolError(400, f"input {spec.name!r} data is not a list of {datatype} numbers "
+                                     f"({' '.join(str(e).split())[:200]})") from e
+    if array.size != math.prod(shape):  # Python's integers: a huge shape cannot overflow into a match
         raise ProtocolError(400, f"input {spec.name!r} has {array.size} values for shape {shape}")
-    return array.reshape(shape)
+    try:
+        return array.reshape(shape)
+    except (ValueError, OverflowError) as e:  # e.g. [0, 10**30]: no values, and a dimension numpy cannot hold
+        raise ProtocolError(400, f"input {spec.name!r} has shape {shape}, which numpy cannot hold") from e
 
 
 def encode_outputs(outputs: dict[str, np.ndarray], body: dict) -> tuple[list[dict], bytes]:
@@ -107,22 +117,23 @@ def encode_outputs(outputs: dict[str, np.ndarray], body: dict) -> tuple[list[dic
     request-wide `binary_data_output`) picks the binary form.
     """
     requested = body.get("outputs")
-    everything_binary = bool((body.get("parameters") or {}).get("binary_data_output"))
+    everything_binary = bool(_parameters(body).get("binary_data_output"))
     binary = {n: everything_binary for n in outputs}
     if requested is not None:
-        if not isinstance(requested, list) or not all(isinstance(r, dict) for r in requested):
+        if not isinstance(requested, list) or not all(isinstance(r, dict) and isinstance(r.get("name"), str)
+                                                      for r in requested):
             raise ProtocolError(400, "'outputs' must be a list of {\"name\": ...} objects")
-        binary = {r.get("name"): bool((r.get("parameters") or {}).get("binary_data", everything_binary))
-                  for r in requested}
+        binary = {r["name"]: bool(_parameters(r).get("binary_data", everything_binary)) for r in requested}
         unknown = [n for n in binary if n not in outputs]
         if unknown:
             raise ProtocolError(400, f"unknown output(s) {', '.join(map(repr, unknown))}; the model has "
                                      f"{', '.join(outputs)}")
     tensors, tail = [], []
     for name, as_binary in binary.items():
-        array = np.ascontiguousarray(outputs[name])
+        array = np.asarray(outputs[name], order="C")  # ascontiguousarray would make a scalar 1-d
         tensor = {"name": name, "datatype": TO_DATATYPE.get(array.dtype.name, "FP32"), "shape": list(array.shape)}
-        if as_binary:
+        # JSON has no NaN or infinity: a tensor holding them comes back in the binary form
+        if as_binary or (array.dtype.kind == "f" and not np.isfinite(array).all()):
             raw = array.astype(array.dtype.newbyteorder("<")).tobytes()
             tensor["parameters"] = {"binary_data_size": len(raw)}
             tail.append(raw)
@@ -130,3 +141,13 @@ def encode_outputs(outputs: dict[str, np.ndarray], body: dict) -> tuple[list[dic
             tensor["data"] = array.reshape(-1).tolist()
         tensors.append(tensor)
     return tensors, b"".join(tail)
+
+
+def _parameters(holder: dict) -> dict:
+    """A request's or a tensor's 'parameters' object; anything else is a 400."""
+    params = holder.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ProtocolError(400, "'parameters' must be a JSON object")
+    return params

@@ -29,19 +29,27 @@ class ModelVersion:
     platform: str  # the backend that serves it, by its file kind (backends.serving_backend)
     session: object | None = None
     error: str | None = None
+    batch_axis: bool = False  # every input and output of the ONNX graph has the same symbolic first dim
 
     @property
     def ready(self) -> bool:
         return self.session is not None
 
-    def load(self) -> None:
-        from dlc.errors import DlcError
+    def load(self, trust: Path | None = None) -> None:
+        """Opens the session; any failure keeps this one model out, with its reason, and the others serve."""
+        import onnx
+
+        from dlc.artifact import Artifact
+        from dlc.onnxio import batch_dim
         from dlc.runtime.backends import open_session
 
         try:
-            self.session = open_session(self.platform, self.path)
-        except (DlcError, OSError, RuntimeError, ValueError) as e:  # anything that keeps this one model out
-            self.error = f"{type(e).__name__}: {' '.join(str(e).split())}"
+            session = open_session(self.platform, self.path, trust=trust)  # checks the files: signature, hashes
+            onnx_path = self.path if self.path.suffix == ".onnx" else Artifact.load(self.path, verify=False).onnx_path
+            self.batch_axis = batch_dim(onnx.load(str(onnx_path), load_external_data=False)) is not None
+            self.session = session
+        except Exception as e:  # noqa: BLE001 - a malformed manifest, a checker error, a foreign library...
+            self.error = f"{type(e).__name__}: {' '.join(str(e).split())}"[:1000]
 
 
 @dataclass
@@ -57,10 +65,12 @@ class Repository:
             return versions[max(versions, key=_version_key)]
         return versions.get(version)
 
-    def load_all(self) -> None:
+    def load_all(self, trust: Path | None = None) -> None:
+        """Loads every model; with `trust`, an artifact must be signed by that public key (ONNX files carry no
+        native code and load as they are)."""
         for versions in self.models.values():
             for model in versions.values():
-                model.load()
+                model.load(trust)
 
 
 def discover(path: str | Path) -> Repository:

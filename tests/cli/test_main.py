@@ -69,3 +69,25 @@ def test_a_file_that_is_not_a_checkpoint_is_never_offered_as_an_output(tmp_path)
     proc = run_dlc("export", script)
     assert_one_line_error(proc, "is not a dlc checkpoint", "dlc train")
     assert "-o mymodel.py" not in proc.stderr and script.read_text() == "import torch\n"
+
+
+def test_ctrl_c_at_any_moment_of_start_up_is_never_a_traceback(tmp_path):
+    """SIGINT while the first modules import, while the command's own imports run, and during its work."""
+    import os
+    import signal
+    import time
+
+    interrupted = 0
+    for delay in (0.05, 0.2, 0.5, 1.0, 2.0):
+        proc = subprocess.Popen([sys.executable, "-m", "dlc", "export", "cnn", "-o", str(tmp_path / "cnn.onnx"),
+                                 "--force"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+        assert "Traceback" not in stderr, (delay, stderr)
+        assert proc.returncode in (0, 130, -signal.SIGINT), (delay, proc.returncode, stderr)
+        if proc.returncode == 130:
+            assert stderr.strip().splitlines()[-1] == "error: interrupted", stderr
+            interrupted += 1
+    assert interrupted >= 2  # caught, not just killed before Python started or after the command ended

@@ -121,3 +121,24 @@ def test_ctrl_c_keeps_the_records_and_the_next_run_resumes(mlp_onnx, tmp_path):
     assert tuning.count_records(database) > kept
     assert [entry["finished_trials"] for entry in json.loads((database / tuning.PROGRESS).read_text()).values()] == [48]
     assert processes_marked(tmp_path.name) == []
+
+
+@pytest.mark.slow
+def test_a_search_ended_by_the_clock_keeps_the_batches_it_measured(runner, tmp_path):
+    """The gradient scheduler sends every kernel's first batch before collecting any: ending
+    the search must collect them, not throw them away (it kept none of a 15-kernel round)."""
+    model, database = tmp_path / "mobilenet.onnx", tmp_path / "db"
+    assert invoke(runner, "export", "mobilenet", "-o", model).exit_code == 0
+    seeded = invoke(runner, "tune", model, "--trials", "1", "--tuning-db", database)
+    assert seeded.exit_code == 0, seeded.output
+    before = tuning.count_records(database)
+    # Every kernel now holds a record, so the search starts at once; its first round (one batch
+    # for each of ~15 kernels, 5-10 s each) outlasts the 90 s (of which ~30 s go to starting up), so the clock
+    # ends it there.
+    result = invoke(runner, "tune", model, "--trials", "100000", "--minutes", "1.5", "--tuning-db", database)
+    assert result.exit_code == 0, result.output
+    assert "stopped on the clock" in result.stdout
+    with open(database / tuning.RECORDS) as f:
+        new = [json.loads(line) for line in f if line.strip()][before:]
+    # Several kernels' batches: stopping at the first collection kept only the first kernel's
+    assert len({record[0] for record in new}) >= 2, new

@@ -78,3 +78,12 @@ def test_serve_benchmark_writes_throughput_and_latency_per_concurrency(tmp_path)
         assert all(r["throughput_per_s"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"] for r in rows.values())
     assert set(report["ratios"]) == {"serve_vs_direct_at_1", "serve_vs_direct_at_4", "batching_gain_at_1",
                                      "batching_gain_at_4"}
+
+
+@pytest.mark.slow
+def test_serving_under_load_and_faults_answers_every_good_request_right(tmp_path):
+    report, _ = _report("serve_faults.py", tmp_path / "faults.json", "--clients", "40", "--seconds", "15",
+                        timeout=600)
+    assert all(report["sent"][kind] > 0 for kind in ("good", "malformed", "slow")), report["sent"]
+    assert report["wrong_answers"] == 0 and report["hung"] == 0 and report["unexpected"] == [], report
+    assert report["metrics_agree"] and report["answered_after"], report

@@ -98,3 +98,18 @@ def test_explain_refuses_models_that_are_not_image_classifiers(runner, tmp_path)
         result = invoke(runner, "explain", ckpt, "-o", tmp_path / "x.png")
         assert_one_line_error(result, "dlc explain")
         assert not (tmp_path / "x.png").exists()
+
+
+def test_init_from_says_what_it_copied_and_refuses_a_checkpoint_that_shares_nothing(runner, tmp_path):
+    x, y = _digits_subset([0, 1, 2], 30)
+    np.savez(tmp_path / "three.npz", x=x, y=y)
+    source = tmp_path / "three.pt"
+    assert invoke(runner, "train", "--model", "mlp", "--data", tmp_path / "three.npz", "--epochs", "1",
+                  "--arg", "hidden=[32]", "-o", source).exit_code == 0
+    same = invoke(runner, "train", "--model", "mlp", "--data", tmp_path / "three.npz", "--epochs", "1",
+                  "--arg", "hidden=[32]", "--init-from", source, "-o", tmp_path / "same.pt")
+    assert same.exit_code == 0 and "4 weights copied, 0 left to their fresh initialization" in same.stdout, same.output
+    nothing = invoke(runner, "train", "--model", "mlp", "--epochs", "1", "--arg", "hidden=[48]",  # 10 classes
+                     "--init-from", source, "-o", tmp_path / "x.pt")
+    assert_one_line_error(nothing, "has no weight of the shape this model needs")
+    assert not (tmp_path / "x.pt").exists()
