@@ -86,11 +86,12 @@ class Artifact:
         root = Path(path)
         if not root.is_dir():
             raise InputFileError(f"artifact not found: {root} (create one with `dlc compile MODEL.onnx -o {root}`)")
-        manifest = _read_manifest(root)  # JSON only: no native code is touched before the signature is checked
-        if trust is not None:
+        content = _manifest_bytes(root)
+        if trust is not None:  # before anything else is read: no native code is touched before this passes
             from dlc import signing
 
-            signing.check(root / MANIFEST, Path(trust))
+            signing.check(root / MANIFEST, Path(trust), content)
+        manifest = _read_manifest(root, content)
         artifact = cls(root, manifest)
         if verify:
             artifact.verify()
@@ -175,12 +176,17 @@ class Artifact:
         return inputs, outputs
 
 
-def _read_manifest(root: Path) -> dict[str, Any]:
+def _manifest_bytes(root: Path) -> bytes:
     file = root / MANIFEST
     if not file.is_file():
         raise InvalidModelError(f"{root} is not a dlc artifact (no {MANIFEST}); create one with `dlc compile`")
+    return file.read_bytes()
+
+
+def _read_manifest(root: Path, content: bytes) -> dict[str, Any]:
+    file = root / MANIFEST
     try:
-        manifest = json.loads(file.read_text())
+        manifest = json.loads(content)
     except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 5,000-digit number, deep nesting
         raise ArtifactIntegrityError(f"{file} is not valid JSON ({' '.join(str(e).split())[:200]}); recompile with "
                                      "`dlc compile`") from e

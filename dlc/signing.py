@@ -64,11 +64,13 @@ def sign(manifest: Path, key_path: Path) -> str:
     return fingerprint(key.public_key())
 
 
-def check(manifest: Path, trusted_path: Path) -> str:
-    """Raises unless an artifact's `manifest` file carries a valid signature by the public key at `trusted_path`.
+def check(manifest: Path, trusted_path: Path, content: bytes) -> str:
+    """Raises unless `content`, the bytes read from an artifact's `manifest` file, carries a valid signature by
+    the public key at `trusted_path`.
 
-    Returns the key's fingerprint. Only the manifest is read: the caller then checks the
-    files against the hashes it signs.
+    Returns the key's fingerprint. The caller parses those same bytes (the file is read
+    once, so it cannot be swapped between the check and its use) and then checks the files
+    against the hashes they sign.
     """
     from cryptography.exceptions import InvalidSignature
 
@@ -84,7 +86,7 @@ def check(manifest: Path, trusted_path: Path) -> str:
         raise ArtifactIntegrityError(f"artifact {artifact} has an unreadable {SIGNATURE} ({type(e).__name__}); "
                                      "sign it again with `dlc sign`") from None
     try:
-        trusted.verify(signature, manifest.read_bytes())
+        trusted.verify(signature, content)
     except InvalidSignature:
         raise ArtifactIntegrityError(f"artifact {artifact} is not signed by the key in {trusted_path} (signed by "
                                      "another key, or changed since it was signed); it was not loaded") from None

@@ -138,7 +138,8 @@ def _run_remote(config: BenchConfig, feed, batch: int) -> BackendResult:
     same_inputs = golden_in.keys() == feed.keys() and all(np.array_equal(golden_in[k], feed[k]) for k in feed)
     device = config.device
     report = deploy(config.remote_artifact, DeployConfig(rpc=device.rpc, tracker=device.tracker, key=device.key,
-                                                         number=max(1, config.runs // 10), repeat=10))
+                                                         number=max(1, config.runs // 10), repeat=10,
+                                                         trust=config.trust))
     latency = latency_stats(report.repeats_ms)
     name = report.device.get("board") or device.key or device.rpc
     return BackendResult(f"tvm@{name}", latency, round(batch * 1000.0 / latency["mean"], 1), None,
@@ -152,7 +153,8 @@ def _measure(backend: str, model: str, feed, config: BenchConfig) -> dict[str, A
     # Inputs are prepared once, 64-byte aligned, as a serving system's buffers would be.
     feed = {name: aligned(array) for name, array in feed.items()}
     start = time.perf_counter()
-    session = open_session(backend, model, checkpoint=config.checkpoint, threads=config.threads)
+    trust = config.trust if config.artifact is None or Path(model) != Path(config.artifact) else None  # not ours
+    session = open_session(backend, model, checkpoint=config.checkpoint, threads=config.threads, trust=trust)
     outputs = session.run(feed)
     load_seconds = time.perf_counter() - start
     for _ in range(config.warmup):

@@ -290,12 +290,17 @@ def _keep_the_faster(tmp: Path, default, golden_in, fcompile, target: TargetSpec
 
     Returns the schedules and tuning record of what stayed; the tuning record says both times.
     """
-    from dlc.child import run_in_child
+    from dlc.child import ChildDiedError, run_in_child
 
     candidate = tmp / ".default-build.so"
     _export_library(default[0], candidate, fcompile, target)
-    tuned_ms, default_ms = run_in_child("dlc.compiler.build:time_libraries", [str(tmp / LIBRARY), str(candidate)],
-                                        golden_in, target.device, without_torch=True)
+    try:
+        tuned_ms, default_ms = run_in_child("dlc.compiler.build:time_libraries",
+                                            [str(tmp / LIBRARY), str(candidate)], golden_in, target.device,
+                                            without_torch=True)
+    except (ChildDiedError, DlcError) as e:  # the verification that follows says what is wrong with the library
+        candidate.unlink()
+        return schedules, {**tuning, "applied": True, "whole_model_ms": None, "not_compared_because": first_line(e)}
     applied = tuned_ms <= default_ms
     if applied:
         candidate.unlink()
@@ -325,6 +330,7 @@ def time_libraries(libraries: list[str], inputs: dict[str, np.ndarray], device: 
             calls, start = 0, time.perf_counter()
             while calls == 0 or time.perf_counter() - start < min_seconds:
                 session.run(inputs)
+                session.device.sync()  # a GPU's kernels run on after the call returns
                 calls += 1
             samples.append(1000 * (time.perf_counter() - start) / calls)
     return [float(np.median(samples)) for samples in times]

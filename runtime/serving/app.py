@@ -248,7 +248,9 @@ def _ready(model: ModelVersion) -> ModelVersion:
 async def _protocol_error(request, exc: ProtocolError):
     from starlette.responses import JSONResponse
 
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+    # The body may be unread (a 401/404 before it, a 408/413 while it came): the connection
+    # closes rather than wait on what is left of it.
+    headers = {"Connection": "close", **({"Retry-After": str(exc.retry_after)} if exc.retry_after else {})}
     return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
 
 
@@ -353,9 +355,11 @@ def header_deadline_protocol(seconds: float):
 
         def _too_slow(self):
             self._timer = None
-            if not self.transport.is_closing():
+            if self.transport.is_closing():
+                return
+            if self.cycle is None or self.cycle.response_complete:  # never in the middle of another answer
                 self.transport.write(answer)
-                self.transport.close()
+            self.transport.close()
 
     return HeaderDeadline
 
@@ -385,6 +389,6 @@ class _BearerToken:
             given = headers.get(b"authorization", b"")  # bytes: a non-ASCII header or token compares too
             if not hmac.compare_digest(given, f"Bearer {self.token}".encode()):
                 response = JSONResponse({"error": "missing or wrong bearer token (Authorization: Bearer TOKEN)"},
-                                        status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                                        status_code=401, headers={"WWW-Authenticate": "Bearer", "Connection": "close"})
                 return await response(scope, receive, send)
         return await self.app(scope, receive, send)

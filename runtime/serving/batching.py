@@ -79,6 +79,11 @@ class Batcher:
         error = None if task.cancelled() else task.exception()
         self.failure = self.failure or (f"the model's batcher stopped ({type(error).__name__}: {error})" if error
                                         else "the model's batcher stopped")
+        if self._getter is not None:  # a get still waiting would take the next request for no one
+            if self._getter.done() and not self._getter.cancelled():
+                _fail([self._getter.result()], BatcherStopped(self.failure))
+            self._getter.cancel()
+            self._getter = None
         while not self.queue.empty():
             _fail([self.queue.get_nowait()], BatcherStopped(self.failure))
 

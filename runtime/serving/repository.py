@@ -45,7 +45,7 @@ class ModelVersion:
 
         try:
             session = open_session(self.platform, self.path, trust=trust)  # checks the files: signature, hashes
-            onnx_path = self.path if self.path.suffix == ".onnx" else Artifact.load(self.path, verify=False).onnx_path
+            onnx_path = self.path if self.path.suffix == ".onnx" else Artifact.load(self.path, trust=trust).onnx_path
             self.batch_axis = batch_dim(onnx.load(str(onnx_path), load_external_data=False)) is not None
             self.session = session
         except Exception as e:  # noqa: BLE001 - a malformed manifest, a checker error, a foreign library...
