@@ -47,16 +47,15 @@ def serve(
     config = ServeConfig(max_queue=max_queue, max_batch=max_batch, max_delay_ms=max_delay_ms,
                          max_body_bytes=int(max_body_mb * (1 << 20)), read_timeout=read_timeout,
                          max_connections=max_connections, token=token or os.environ.get("DLC_SERVE_TOKEN") or None)
+    app = uvicorn.Config(create_app(repo, config), log_level="warning", timeout_graceful_shutdown=30,
+                         limit_concurrency=config.max_connections, http=header_deadline_protocol(config.read_timeout))
     listening = _listen(host, port)  # before saying so: a port in use is one error line
     if not config.token and not _loopback(host):
         console.print(f"warning: anyone who can reach {host}:{port} can run these models; pass --token (or set "
                       "DLC_SERVE_TOKEN) to require one")
     console.print(f"serving on http://{host}:{port}/v2 (KServe v2){' with a bearer token' if config.token else ''}; "
                   f"Ctrl-C stops after the requests in flight")
-    server = uvicorn.Server(uvicorn.Config(create_app(repo, config), log_level="warning",
-                                           timeout_graceful_shutdown=30, limit_concurrency=config.max_connections,
-                                           http=header_deadline_protocol(config.read_timeout)))
-    server.run(sockets=[listening])
+    uvicorn.Server(app).run(sockets=[listening])
 
 
 def _listen(host: str, port: int):

@@ -37,7 +37,7 @@ def _start(target, *args, env=None):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=1)
             return proc, f"127.0.0.1:{port}"
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:  # refused, or accepted by the listening socket before uvicorn answers: not yet
             time.sleep(0.2)
     proc.kill()
     raise AssertionError("dlc serve did not come up in 120 s")
