@@ -68,20 +68,16 @@ def test_trust_refuses_what_the_key_did_not_sign(runner, signed, keys, tmp_path,
 
 
 def test_serve_with_trust_serves_the_signed_artifact_and_refuses_the_unsigned(signed, artifact, keys, tmp_path):
-    from tests.runtime.test_serve import _request, _start
+    from tests.runtime.test_serve import _request, serving
 
     shutil.copytree(signed, tmp_path / "signed" / "1" / "model.dlc")
     shutil.copytree(artifact, tmp_path / "unsigned" / "1" / "model.dlc")
-    proc, url = _start(tmp_path, "--trust", keys / "ours.pub")
-    try:
+    with serving(tmp_path, "--trust", keys / "ours.pub") as url:
         status, body = _request(url, "/v2/models/unsigned")
         assert status == 503 and "is not signed" in body["error"], body
         request = {"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.5] * 64}]}
         status, answer = _request(url, "/v2/models/signed/infer", json.dumps(request).encode())
         assert status == 200 and answer["outputs"][0]["shape"] == [1, 10]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_a_trust_file_that_is_not_a_public_key_is_one_error_line(signed, keys, tmp_path):

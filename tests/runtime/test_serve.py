@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -41,6 +42,17 @@ def _start(target, *args, env=None):
             time.sleep(0.2)
     proc.kill()
     raise AssertionError("dlc serve did not come up in 120 s")
+
+
+@contextlib.contextmanager
+def serving(target, *args, env=None):
+    """`dlc serve TARGET ARGS` for the block; yields its HOST:PORT and stops it after."""
+    proc, url = _start(target, *args, env=env)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
