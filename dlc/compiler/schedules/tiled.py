@@ -10,7 +10,8 @@ with HWIO weights (depthwise included), the channel of NHWC pooling and means.
 
 The schedule is the classic register-blocked micro-kernel:
 
-    parallel for tile in (s0, …, u / U, v / V):       # tiles shared out over the cores
+    parallel for outer in (s0, …):                    # the outermost tiles, shared out over the cores
+      for tile in (…, u / U, v / V):                  # the rest of the tiles, in order, on one core
         acc[U, V] = 0                                 # a local buffer LLVM keeps in registers
         for r…:                                       # the whole reduction, in its own order
             unrolled for ui < U: vectorized for vi < V:
@@ -18,7 +19,15 @@ The schedule is the classic register-blocked micro-kernel:
         C[tile] = epilogue(acc)                       # bias, activation, residual add, on the hot tile
 
 V is one or two vector widths (four for matrix-vector products, whose rows are 1), U the
-rows that still leave registers for the operands.
+rows that still leave registers for the operands. Only the outermost tiles are shared out
+(enough of them for every core several times), each core walking the rest in order: one
+parallel loop over all the tiles was up to 1.6x slower (1x1 convolutions at 224x224).
+
+Windowed kernels — every operand reads v: depthwise convolutions, pooling — reuse nothing
+across rows, so they get fewer rows, and their zero padding is read in place (a bounds
+test in the loop) instead of copied per tile: 224x224x64 depthwise, 3.1 → 1.0 ms on 2 cores.
+A convolution that sums over input channels keeps the copy: the test in its reduction
+loop doubled its time.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from __future__ import annotations
 from dlc.compiler.schedules.base import CpuRule, divisor_at_most, inline_what_can_be, int_extent
 
 PARALLEL_MIN_WORK = 1 << 15  # multiply-adds; below it the thread pool's wake-up costs more than it saves
+TASKS_PER_CORE = 8  # outermost tiles shared out per core: enough to balance, few enough to keep the rest in order
+WINDOWED_ROWS = 4  # register rows of a windowed kernel (no operand is reused across its rows)
 
 
 class TiledReduction(CpuRule):
@@ -43,14 +54,21 @@ class TiledReduction(CpuRule):
         axes = _vector_and_row_axes(sch, main)
         if axes is None:
             return False
-        tile = _tile(sch, main, after[0] if after else None, *axes, traits)
-        for pad in blocks[:blocks.index(main)]:
-            _pad_per_tile(sch, pad, tile)
+        v, u, windowed = axes
+        pads = blocks[:blocks.index(main)]
+        if windowed:
+            for pad in pads:
+                sch.compute_inline(pad.block_rv)
+        tile = _tile(sch, main, after[0] if after else None, v, u, windowed, traits)
+        if not windowed:
+            for pad in pads:
+                _pad_per_tile(sch, pad, tile)
         return True
 
 
 def _vector_and_row_axes(sch, main):
-    """Indices (into main's iters) of the vectorized axis v and the register-blocked row axis u (or None).
+    """Indices (into main's iters) of the vectorized axis v and the register-blocked row axis u (or None),
+    and whether the kernel is windowed (every operand reads v); None if the kernel is not of this family.
 
     v is the innermost written axis; every operand must read it contiguously or not at all.
     """
@@ -68,13 +86,18 @@ def _vector_and_row_axes(sch, main):
     if main.iters[v].kind != "S" or int_extent(sch, main.iters[v].loop_rv) is None:
         return None
     output = block.writes[0].source
-    for read in block.reads:
-        if not read.source.same_as(output) and not _contiguous_or_absent(read, iter_vars[v]):
-            return None
+    operands = [read for read in block.reads if not read.source.same_as(output)]
+    if not all(_contiguous_or_absent(read, iter_vars[v]) for read in operands):
+        return None
+    windowed = bool(operands) and all(_reads(read, iter_vars[v]) for read in operands)
     rows = [position[e] for e in written[:-1][::-1] if isinstance(e, tirx.Var) and e in position]
     u = next((n for n in rows if main.iters[n].kind == "S" and (int_extent(sch, main.iters[n].loop_rv) or 1) > 1),
              None)
-    return v, u
+    return v, u, windowed
+
+
+def _reads(region, var) -> bool:
+    return any(_stride(r.min, var) for r in region.region)
 
 
 def _contiguous_or_absent(region, var) -> bool:
@@ -94,7 +117,8 @@ def _stride(expr, var) -> int | None:
     return int(coefficients[0])
 
 
-def _tile(sch, main, epilogue, v: int, u: int | None, traits) -> None:
+def _tile(sch, main, epilogue, v: int, u: int | None, windowed: bool, traits):
+    """Tiles, parallelizes and vectorizes `main` with its epilogue; returns the loop of one tile."""
     lanes = traits.lanes(sch.get(main.block_rv).writes[0].source.dtype.bits)
     loops = [i.loop_rv for i in main.iters]
     work = 1
@@ -105,7 +129,8 @@ def _tile(sch, main, epilogue, v: int, u: int | None, traits) -> None:
     vectors = 4 if u is None else 2  # a matrix-vector product has no rows to block: more vectors instead
     width = _vector_width(v_extent, lanes, vectors)
     accumulators = max(width // lanes, 1)
-    rows = divisor_at_most(u_extent, min(8, (traits.registers - 2 * accumulators - 2) // accumulators))
+    rows = divisor_at_most(u_extent, min(WINDOWED_ROWS if windowed else 8,
+                                         (traits.registers - 2 * accumulators - 2) // accumulators))
     v_outer, v_inner = sch.split(loops[v], [None, width])
     spatial_outer = []
     u_inner = None
@@ -120,9 +145,9 @@ def _tile(sch, main, epilogue, v: int, u: int | None, traits) -> None:
     reduction = [loops[n] for n, info in enumerate(main.iters) if info.kind == "R"]
     inner = [u_inner] if u_inner is not None else []
     sch.reorder(*spatial_outer, *reduction, *inner, v_inner)
-    tile = sch.fuse(*spatial_outer)
-    if traits.cores > 1 and work >= PARALLEL_MIN_WORK and (int_extent(sch, tile) or 0) > 1:
-        sch.parallel(tile)
+    shared, tile = _outer_and_tile(sch, spatial_outer, traits.cores * TASKS_PER_CORE)
+    if traits.cores > 1 and work >= PARALLEL_MIN_WORK and (int_extent(sch, shared) or 0) > 1:
+        sch.parallel(shared)
     write_back = sch.cache_write(main.block_rv, 0, "local")
     if epilogue is not None:
         sch.compute_inline(write_back)
@@ -136,6 +161,21 @@ def _tile(sch, main, epilogue, v: int, u: int | None, traits) -> None:
         init = sch.decompose_reduction(main.block_rv, reduction[0])
         _vectorize_innermost(sch, init)
     return tile
+
+
+def _outer_and_tile(sch, loops, enough: int):
+    """`loops` (outermost first) fused in two: the outermost with at least `enough` iterations
+    (all of them if they have fewer), and the rest, which is the tile loop (the same loop if none is left)."""
+    count, iterations = 0, 1
+    while count < len(loops) and iterations < enough:
+        iterations *= int_extent(sch, loops[count]) or enough
+        count += 1
+    count = max(count, 1)
+    outer = sch.fuse(*loops[:count]) if count > 1 else loops[0]
+    rest = loops[count:]
+    if not rest:
+        return outer, outer
+    return outer, sch.fuse(*rest) if len(rest) > 1 else rest[0]
 
 
 def _pad_per_tile(sch, pad, tile) -> None:
