@@ -255,7 +255,8 @@ def _tuned(prepared: Prepared, config: CompileConfig, on_tuning) -> tuple[Path |
                        "through a TVM RPC tracker (dlc tune --tracker HOST:PORT --key KEY), or tune --target host")
     shapes = {s.name: list(s.shape) for s in prepared.inputs}
     tune_config = tuning.TuneConfig(trials=trials, minutes=options.minutes,
-                                    model_key=tuning.model_key(prepared.source_sha256, shapes),
+                                    model_key=tuning.model_key(prepared.source_sha256, shapes,
+                                                               f"{pipeline.VERSION}/{config.schedules}"),
                                     tracker=options.tracker, key=options.key, linker=target.linker)
     tvm_target = target.tvm_target()
     report = tuning.grow(pipeline.prepare(prepared.relax(), tvm_target, config.schedules), tvm_target, database, key,

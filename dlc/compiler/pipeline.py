@@ -4,9 +4,9 @@
                (output channels innermost, so they vectorize like a matmul's columns; the
                weight transposes fold into constants at compile time, the activations'
                layout follows through pooling and elementwise ops) and exp, erf, tanh and
-               softmax as TVM's vectorizable polynomial forms (as ONNX Runtime's own CPU
-               kernels compute them); then legalize to TIR, fold constants and fuse — the
-               kernels that tuning searches and schedules apply to
+               softmax as TVM's vectorizable polynomials (ONNX Runtime's CPU kernels
+               approximate them too, with polynomials of their own); then legalize to TIR,
+               fold constants and fuse — the kernels that tuning searches and schedules apply to
     schedule   the tuning database's records where it has them, dlc's default CPU schedules
                (dlc.compiler.schedules) everywhere else
     lower      TVM's own: dataflow lowering, memory planning, VM code
@@ -20,6 +20,10 @@ from pathlib import Path
 
 # ConvertLayout carries NHWC from the convolutions through whatever follows them.
 CPU_LAYOUTS = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
+# Changes with what `prepare` and the default schedules make of a model: a tuning run's progress
+# is recorded under it, so a model tuned before a change is searched again (its kernels changed).
+VERSION = 2
+FAST_FORMS = {"relax.exp": "fast_exp", "relax.erf": "fast_erf", "relax.tanh": "fast_tanh"}
 
 
 def is_cpu(target) -> bool:
@@ -39,16 +43,45 @@ def prepare(mod, target, schedules: str = "default"):
     passes = [relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings()]
     if is_cpu(target):
         if schedules == "default":
-            # LLVM calls libm once per lane for exp and erf: the softmaxes and GELUs of a 4-layer encoder
-            # took 1.1 of its 6.7 ms. Measured against float64: exp within 4.1e-6 relative (0 below
-            # e^-88, inf from about e^88 where float32 still holds e^88.7), erf and tanh within 4.2e-7.
-            passes += [relax.transform.ConvertLayout(CPU_LAYOUTS), relax.transform.FoldConstant(),
-                       relax.transform.FastMathTransform()]
+            passes += [relax.transform.ConvertLayout(CPU_LAYOUTS), relax.transform.FoldConstant(), fast_math()]
         passes += [*cpu.library_dispatch_passes(target), *cpu.legalize_passes(target)]
     else:
         passes += [zero_pipeline()]
     with target:
         return tvm.transform.Sequential(passes)(mod)
+
+
+def fast_math():
+    """exp, erf, tanh and softmax as TVM's polynomial forms (topi.fast_*), which vectorize.
+
+    LLVM calls libm once per vector lane for exp and erf: the softmaxes and GELUs of a 4-layer
+    encoder took 1.1 of its 6.7 ms. Measured against float64: exp within 4.1e-6 relative (0
+    below about e^-87.7, inf from e^88.38, where float32 holds up to e^88.72), erf and tanh
+    within 4.2e-7 absolute. Relax's own FastMathTransform does the same but reads the name of
+    every call's callee, and crashed on the ExternFunc call of an Expand to a runtime shape.
+    """
+    import tvm
+    from tvm import relax, topi
+
+    @relax.expr_functor.mutator
+    class FastMath(relax.PyExprMutator):
+        def visit_call_(self, call):
+            if isinstance(call.op, tvm.ir.Op):
+                if call.op.name == "relax.nn.softmax":
+                    return self.builder_.call_te(topi.nn.fast_softmax, call.args[0], call.attrs.axis)
+                if call.op.name in FAST_FORMS:
+                    return self.builder_.call_te(getattr(topi, FAST_FORMS[call.op.name]), call.args[0])
+            return super().visit_call_(call)
+
+    @tvm.transform.module_pass(opt_level=0, name="dlc.FastMath")
+    def transform(mod, _context):
+        mutator = FastMath(mod)
+        for gv, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                mutator.builder_.update_func(gv, mutator.visit_expr(func))
+        return mutator.builder_.get()
+
+    return transform
 
 
 def schedule(mod, target, database: Path | None = None, schedules: str = "default"):

@@ -89,8 +89,9 @@ def database_key(target_json: dict) -> str:
     return hashlib.sha256(json.dumps({"target": target_json}, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def model_key(source_sha256: str, shapes: dict[str, list[int]]) -> str:
-    blob = json.dumps({"onnx": source_sha256, "shapes": shapes}, sort_keys=True)
+def model_key(source_sha256: str, shapes: dict[str, list[int]], pipeline: str = "") -> str:
+    """Whose progress a tuning run records: the model, its shapes and what the pipeline makes of them."""
+    blob = json.dumps({"onnx": source_sha256, "shapes": shapes, "pipeline": pipeline}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

@@ -74,11 +74,15 @@ def test_two_tunings_never_write_one_database_at_once(runner, mlp_onnx, tmp_path
     assert not (database / tuning.RECORDS).exists()
 
 
-def test_one_database_per_target_and_progress_per_model_and_shapes():
+def test_one_database_per_target_and_progress_per_model_shapes_and_pipeline():
+    """A model tuned before the pipeline changed its kernels (or with other schedules) is searched again."""
     skylake, haswell = {"kind": "llvm", "mcpu": "skylake"}, {"kind": "llvm", "mcpu": "haswell"}
     assert tuning.database_key(skylake) != tuning.database_key(haswell)
-    base = tuning.model_key("abc", {"input": [1, 64]})
-    assert base != tuning.model_key("abd", {"input": [1, 64]}) and base != tuning.model_key("abc", {"input": [8, 64]})
+    base = tuning.model_key("abc", {"input": [1, 64]}, "2/default")
+    assert base != tuning.model_key("abd", {"input": [1, 64]}, "2/default")
+    assert base != tuning.model_key("abc", {"input": [8, 64]}, "2/default")
+    assert base != tuning.model_key("abc", {"input": [1, 64]}, "3/default")
+    assert base != tuning.model_key("abc", {"input": [1, 64]}, "2/none")
 
 
 def test_a_finished_budget_is_remembered_per_model_and_never_shrinks(tmp_path):
