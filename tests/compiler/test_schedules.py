@@ -61,7 +61,8 @@ CASES = {
     "fast_math": ("g (float[8,64] x) => (float[8,64] y) { e = Erf(x)  t = Tanh(x)  s = Softmax<axis = -1>(x) "
                   "x2 = Exp(x)  a = Add(e, t)  b = Add(a, s)  y = Add(b, x2) }", {}, "row reduction"),
     "maxpool_padded": ("g (float[1,16,9,9] x) => (float[1,16,5,5] y) { c = Conv(x, w)  y = MaxPool<kernel_shape = "
-                       "[3, 3], strides = [2, 2], pads = [1, 1, 1, 1]>(c) }", {"w": _w(16, 16, 1, 1)}, "tiled reduction"),
+                       "[3, 3], strides = [2, 2], pads = [1, 1, 1, 1]>(c) }", {"w": _w(16, 16, 1, 1)},
+                       "tiled reduction"),
     "avgpool_padded": ("g (float[1,16,9,9] x) => (float[1,16,9,9] y) { c = Conv(x, w)  y = AveragePool<kernel_shape = "
                        "[3, 3], pads = [1, 1, 1, 1], count_include_pad = 0>(c) }", {"w": _w(16, 16, 1, 1)},
                        "tiled reduction"),
@@ -87,19 +88,9 @@ def test_each_kernel_family_gets_its_rule_and_matches_onnxruntime(name, tmp_path
 
 def test_a_rule_declines_a_kernel_of_another_family():
     """TiledReduction returns None for a softmax (two reductions), so the next rule is tried."""
-    import tvm
-
-    from dlc.compiler import pipeline
-    from dlc.compiler.frontend import import_relax
     from dlc.compiler.schedules.tiled import TiledReduction
-    from dlc.onnxio import io_specs
-    from dlc.target import resolve_target
 
-    text, weights, _ = CASES["softmax"]
-    model = parse(IR + text, **weights)
-    target = resolve_target("host").tvm_target()
-    mod = pipeline.prepare(import_relax(model, io_specs(model)[0]), target)
-    kernels = [f for _, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
+    kernels, target = _kernels("softmax", "host")
     assert kernels and all(TiledReduction().apply(f, target, False) is None for f in kernels)
 
 
