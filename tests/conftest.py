@@ -31,6 +31,18 @@ def run_dlc(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
                           cwd=cwd, timeout=600, env={**os.environ, **(env or {})})
 
 
+def ctrl_c_delivered() -> None:
+    """A Popen preexec_fn: the child takes SIGINT as a terminal's Ctrl-C would (Python's KeyboardInterrupt).
+
+    A suite started in the background by a non-interactive shell (`bash -c "pytest" &`, nohup)
+    hands its children SIGINT ignored, and Python then never raises KeyboardInterrupt: the
+    tests that press Ctrl-C reset it so that they test dlc, not how the suite was started.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def processes_marked(marker: str) -> list[str]:
     """Command lines of the live processes whose environment carries DLC_TEST_MARK=`marker`.
 

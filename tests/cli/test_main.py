@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from tests.conftest import assert_one_line_error, invoke, run_dlc
+from tests.conftest import assert_one_line_error, ctrl_c_delivered, invoke, run_dlc
 
 
 def test_help_imports_neither_torch_nor_tvm():
@@ -81,7 +81,7 @@ def test_ctrl_c_at_any_moment_of_start_up_is_never_a_traceback(tmp_path):
     for delay in (0.05, 0.2, 0.5, 1.0, 2.0):
         proc = subprocess.Popen([sys.executable, "-m", "dlc", "export", "cnn", "-o", str(tmp_path / "cnn.onnx"),
                                  "--force"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=ctrl_c_delivered)
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=120)

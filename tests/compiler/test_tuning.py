@@ -5,7 +5,7 @@ import json
 import pytest
 
 from dlc.compiler import tuning
-from tests.conftest import assert_one_line_error, invoke, processes_marked
+from tests.conftest import assert_one_line_error, ctrl_c_delivered, invoke, processes_marked
 
 
 @pytest.fixture()
@@ -106,7 +106,8 @@ def test_ctrl_c_keeps_the_records_and_the_next_run_resumes(mlp_onnx, tmp_path):
     database = tmp_path / "db"
     command = [sys.executable, "-m", "dlc", "tune", str(mlp_onnx), "--trials", "48", "--tuning-db", str(database)]
     env = {**os.environ, "DLC_TEST_MARK": tmp_path.name}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=ctrl_c_delivered)
     deadline = time.monotonic() + 600
     while tuning.count_records(database) == 0 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.5)
