@@ -178,7 +178,7 @@ def _outer_and_tile(sch, loops, enough: int):
     (all of them if they have fewer), and the rest, which is the tile loop (the same loop if none is left)."""
     count, iterations = 0, 1
     while count < len(loops) and iterations < enough:
-        iterations *= int_extent(sch, loops[count]) or enough
+        iterations *= int_extent(sch, loops[count]) or enough  # a symbolic extent counts as enough
         count += 1
     count = max(count, 1)
     outer = sch.fuse(*loops[:count]) if count > 1 else loops[0]
