@@ -129,3 +129,25 @@ def _strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
         if node not in index:
             visit(node)
     return result
+
+
+def test_a_regular_install_holds_every_module(tmp_path):
+    """`pip install .` (not editable) ships exactly the packages pyproject.toml lists: a package folder left
+    off that list is missing from every wheel (dlc.compiler.schedules once was: `dlc compile` died on import)."""
+    import shutil
+    import subprocess
+    import sys
+
+    pytest.importorskip("setuptools", reason="building dlc without build isolation needs setuptools here")
+    source, target = tmp_path / "source", tmp_path / "installed"  # a copy: setuptools would reuse ROOT/build
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(ROOT / name, source / name)
+    for folder in PACKAGE_DIRS.values():
+        shutil.copytree(folder, source / folder.name, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--no-compile", "--target", str(target), str(source)], check=True, timeout=300,
+                   capture_output=True)
+    installed = {".".join(p.relative_to(target).with_suffix("").parts).removesuffix(".__init__")
+                 for p in (target / "dlc").rglob("*.py") if "board_files" not in p.parts}
+    assert installed == set(_modules())
