@@ -130,7 +130,11 @@ class Artifact:
             raise WrongArchitectureError(
                 f"artifact {self.path} was built for {target.arch}, this machine is {host_arch()}; run it on such a "
                 "device with `dlc deploy`, or recompile with `--target host`")
-        missing = missing_cpu_features(target.tvm)
+        recorded = self.manifest.get("cpu_features")  # absent from artifacts compiled before dlc recorded it
+        if recorded is None and _runtime_only_tvm():
+            raise InvalidModelError(f"artifact {self.path} does not record its CPU features and this TVM is "
+                                    "runtime-only (no LLVM to read them); recompile it with this dlc's `dlc compile`")
+        missing = missing_cpu_features(target.tvm, recorded)
         if missing:
             raise WrongArchitectureError(
                 f"artifact {self.path} was built for target {target.name} and this CPU lacks {', '.join(missing)}; "
@@ -174,6 +178,12 @@ class Artifact:
             inputs = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("input/")}
             outputs = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("output/")}
         return inputs, outputs
+
+
+def _runtime_only_tvm() -> bool:
+    import tvm
+
+    return bool(tvm.base._RUNTIME_ONLY)
 
 
 def _manifest_bytes(root: Path) -> bytes:
@@ -220,6 +230,9 @@ def _manifest_problem(root: Path, manifest: dict[str, Any]) -> str | None:
             return f"names its {role} file outside the artifact"
         if not (root / relative).resolve().is_relative_to(root.resolve()):  # a symlink out of it
             return f"names its {role} file outside the artifact (through a link)"
+    features = manifest.get("cpu_features", [])
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        return "has an invalid 'cpu_features' (a list of feature names)"
     for spec in (*manifest["inputs"], *manifest["outputs"]):
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or \
                 not isinstance(spec.get("shape"), list) or not isinstance(spec.get("dtype"), str):

@@ -190,21 +190,35 @@ _ARM32_FLAGS = {"neon": "neon", "vfp3": "vfpv3", "vfp4": "vfpv4", "crc": "crc32"
 _FLAG_TABLES = {"x86_64": _X86_FLAGS, "aarch64": _ARM64_FLAGS, "armv7l": _ARM32_FLAGS}
 
 
-def missing_cpu_features(tvm_target: dict[str, Any]) -> list[str]:
+def missing_cpu_features(tvm_target: dict[str, Any], features: list[str] | None = None) -> list[str]:
     """Instruction-set features the target's CPU code uses that this CPU lacks (LLVM names, sorted).
 
-    For a GPU target the host code is checked. Where this CPU's features cannot be read
-    (no /proc/cpuinfo), nothing is reported missing.
+    `features`: those the code uses, as `cpu_features` gave them (an artifact records them);
+    asked of LLVM when None. For a GPU target the host code is checked. Where this CPU's
+    features cannot be read (no /proc/cpuinfo), nothing is reported missing.
+    """
+    table, flags = _FLAG_TABLES.get(host_arch(), {}), host_cpu_flags()
+    if not table or not flags:
+        return []
+    if features is None:
+        features = cpu_features(tvm_target)
+    return sorted(f for f in features if f in table and table[f] not in flags)
+
+
+def cpu_features(tvm_target: dict[str, Any]) -> list[str]:
+    """The instruction-set features (LLVM names) the target's CPU code may use, among those dlc checks.
+
+    Artifacts record them at compile time, so that loading one needs no LLVM: a runtime-only
+    TVM (as on a deployment machine) has none.
     """
     import tvm
     from tvm.target import codegen
 
     host_side = tvm_target if tvm_target.get("kind") == "llvm" else tvm_target.get("host", {})
-    table, flags = _FLAG_TABLES.get(host_arch(), {}), host_cpu_flags()
-    if not host_side or not table or not flags:
+    if not host_side:
         return []
-    features = codegen.llvm_get_cpu_features(tvm.target.Target(host_side))
-    return sorted(f for f in features if f in table and table[f] not in flags)
+    known = set().union(*_FLAG_TABLES.values())
+    return sorted(f for f in codegen.llvm_get_cpu_features(tvm.target.Target(host_side)) if f in known)
 
 
 @functools.cache
@@ -231,7 +245,51 @@ def tvm_device(device: str, session=None):
 def cuda_present() -> bool:
     import tvm
 
+    _load_cuda_runtime()
     return bool(tvm.cuda().exist)
+
+
+def use_cuda_library(arch: str) -> None:
+    """Readies TVM to open a CUDA library compiled for `arch` ("sm_90"): one built without a GPU holds CUDA C.
+
+    `dlc compile --target cuda-*` needs no GPU, and TVM then keeps the kernels as CUDA C
+    source, compiled with NVRTC when the library is loaded (TVM's `tvm_callback_cuda_compile`
+    hook). TVM's own hook asks its compiler for the architecture, which a runtime-only TVM
+    lacks ("module 'tvm.target._ffi_api' has no attribute 'TargetCurrent'"); this one is
+    given the artifact's.
+    """
+    import tvm_ffi
+
+    _load_cuda_runtime()
+
+    def compile_with_nvrtc(code: str) -> bytes:
+        from tvm.support.nvcc import compile_cuda
+
+        return compile_cuda(code, target_format="cubin", arch=arch, compiler="nvrtc")
+
+    tvm_ffi.register_global_func("tvm_callback_cuda_compile", compile_with_nvrtc, override=True)
+
+
+def _load_cuda_runtime() -> None:
+    """Loads TVM's CUDA runtime (libtvm_runtime_cuda) where TVM did not: it does so only beside its compiler.
+
+    A runtime-only TVM (`TVM_USE_RUNTIME_LIB=1`, or the 250 MB compiler library left out, as
+    on a deployment machine) would otherwise refuse every CUDA library ("a loader of that name
+    is not registered"). Without a CUDA driver and runtime on the machine the load fails and
+    CUDA stays absent, as before.
+    """
+    import tvm.base
+    from tvm_ffi.libinfo import load_lib_ctypes
+
+    loaded = tvm.base._LOADED_LIBS
+    if "tvm_runtime_cuda" in loaded:
+        return
+    try:
+        loaded["tvm_runtime_cuda"] = load_lib_ctypes(
+            package="tvm", target_name="tvm_runtime_cuda", mode="RTLD_LOCAL",
+            extra_lib_paths=[Path(loaded["tvm_runtime"]._name).resolve().parent])
+    except (OSError, RuntimeError):  # no CUDA runtime here (FileNotFoundError is an OSError)
+        pass
 
 
 def physical_cores() -> int:

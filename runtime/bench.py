@@ -200,6 +200,10 @@ def machine_info() -> dict[str, Any]:
 
 
 def _llvm_cpu() -> str:
+    import tvm
+
+    if tvm.base._RUNTIME_ONLY:  # LLVM is in the compiler library, which a runtime-only TVM lacks
+        return "unknown"
     from tvm.target import codegen
 
     return str(codegen.llvm_get_system_cpu())

@@ -73,7 +73,7 @@ def deploy(path: str | Path, config: DeployConfig) -> DeployReport:
 
 def _deploy_once(artifact: Artifact, config: DeployConfig) -> DeployReport:
     import tvm
-    from tvm import relax
+    from tvm.runtime.vm import VirtualMachine
 
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -86,7 +86,7 @@ def _deploy_once(artifact: Artifact, config: DeployConfig) -> DeployReport:
         remote.upload(str(artifact.library_path), target=remote_name)
         lib = remote.load_module(remote_name)
         dev = tvm_device(artifact.device, remote)
-        vm = relax.VirtualMachine(lib, dev)
+        vm = VirtualMachine(lib, dev)
         seconds["upload_and_load"] = _lap(t0, seconds)
         golden_in, golden_out = artifact.golden()
         args = [tvm.runtime.tensor(golden_in[s.name], dev) for s in artifact.inputs]

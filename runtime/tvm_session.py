@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from dlc.specs import ALIGNMENT, TensorSpec, check_inputs
-from dlc.target import physical_cores, tvm_device
+from dlc.target import physical_cores, tvm_device, use_cuda_library
 
 
 def use_all_cores(threads: int | None = None) -> None:
@@ -28,12 +28,12 @@ class TvmSession:
     backend = "tvm"
 
     def __init__(self, executable, inputs: list[TensorSpec], outputs: list[TensorSpec], device: str = "cpu"):
-        from tvm import relax
+        from tvm.runtime.vm import VirtualMachine  # not tvm.relax: a runtime-only TVM has no compiler to import
 
         use_all_cores()
         self.device = tvm_device(device)
         self._cpu = device == "cpu"
-        self._vm = relax.VirtualMachine(executable, self.device)
+        self._vm = VirtualMachine(executable, self.device)
         self._main = self._vm["main"]
         self.inputs, self.outputs = inputs, outputs
 
@@ -44,8 +44,18 @@ class TvmSession:
 
         artifact.require_runnable_here()
         use_all_cores(threads)
+        if artifact.device == "cuda":
+            use_cuda_library(artifact.target.tvm.get("arch", "sm_50"))
         lib = tvm.runtime.load_module(str(artifact.library_path))
         return cls(lib, artifact.inputs, artifact.outputs, artifact.device)
+
+    def time_on_device(self, inputs: dict[str, np.ndarray], number: int, repeat: int) -> list[float]:
+        """ms per call of the model with `inputs` already on the device: `repeat` means of `number` calls each
+        (TVM's time_evaluator, which waits for the device), without copies in or out."""
+        feed = check_inputs(self.inputs, inputs)
+        args = [self._to_device(feed[s.name]) for s in self.inputs]
+        timer = self._vm.time_evaluator("main", self.device, number=number, repeat=repeat)
+        return [t * 1000.0 for t in timer(*args).results]
 
     def instrument(self, hook) -> None:
         """Calls `hook(func, symbol, before, result, *args)` around every VM call (see runtime.profile)."""

@@ -46,7 +46,7 @@ from dlc.fileio import atomic_path, check_output, write_json
 from dlc.numerics import Tolerance, require_close
 from dlc.onnxio import io_specs, load_model
 from dlc.specs import SAMPLE_DIM, TensorSpec, random_inputs, static_specs
-from dlc.target import TargetSpec, resolve_target
+from dlc.target import TargetSpec, cpu_features, resolve_target
 
 
 @dataclass(frozen=True)
@@ -399,6 +399,7 @@ def _manifest(name, tmp: Path, prepared: Prepared, outputs, diff, seconds) -> di
                      "numpy": np.__version__, "python": platform.python_version()},
         "target": prepared.target.to_dict(),
         "library_elf": read_elf_header(tmp / LIBRARY),
+        "cpu_features": cpu_features(prepared.target.tvm),  # what loading checks against this CPU, without LLVM
         "inputs": [s.to_dict() for s in prepared.inputs], "outputs": [s.to_dict() for s in outputs],
         "source_onnx_sha256": prepared.source_sha256,  # the file given; files.onnx is what TVM compiled
         "lowered": prepared.lowered,

@@ -87,3 +87,21 @@ def test_serving_under_load_and_faults_answers_every_good_request_right(tmp_path
     assert all(report["sent"][kind] > 0 for kind in ("good", "malformed", "slow")), report["sent"]
     assert report["wrong_answers"] == 0 and report["hung"] == 0 and report["unexpected"] == [], report
     assert report["metrics_agree"] and report["answered_after"], report
+
+
+def test_cuda_benchmark_compiles_for_the_gpu_here_and_runs_only_where_one_is(tmp_path):
+    from dlc.target import cuda_present
+
+    models = tmp_path / "models"
+    prepare = subprocess.run([sys.executable, str(EXAMPLES / "benchmark_cuda.py"), "prepare", "--models", "mlp",
+                              "--out", str(models)], capture_output=True, text=True, timeout=600)
+    assert prepare.returncode == 0, prepare.stderr[-3000:]
+    manifest = json.loads((models / "mlp.dlc" / "manifest.json").read_text())
+    assert manifest["target"]["name"] == "cuda-sm90" and manifest["target"]["device"] == "cuda"
+    assert json.loads((models / "models.json").read_text()) == {"mlp": ["mlp", {}]}
+    run = subprocess.run([sys.executable, str(EXAMPLES / "benchmark_cuda.py"), "run", str(models), "--runs", "5",
+                          "--out", str(tmp_path / "cuda.json")], capture_output=True, text=True, timeout=600)
+    if cuda_present():
+        assert run.returncode == 0 and json.loads((tmp_path / "cuda.json").read_text())["models"]["mlp"]["verified"]
+    else:
+        assert run.returncode == 1 and "no CUDA GPU" in run.stderr and not (tmp_path / "cuda.json").exists()
