@@ -85,13 +85,18 @@ def atomic_path(dest: str | os.PathLike, *, directory: bool = False,
         tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())  # as open() would have made it, not 0600
+        os.chmod(tmp, default_mode(directory))  # as open() would have made it, not 0600
         if before_replace:
             before_replace()
         _replace(tmp, dest, directory)
     except BaseException:
         _remove(tmp)
         raise
+
+
+def default_mode(directory: bool = False) -> int:
+    """The permissions open() or mkdir() would give a new file or folder here (the umask applied)."""
+    return (0o777 if directory else 0o666) & ~_umask()
 
 
 def _umask() -> int:

@@ -2,11 +2,47 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from dlc.errors import InvalidModelError, first_line
-from dlc.fileio import require_file
+from dlc.fileio import default_mode, require_file
 from dlc.specs import TensorSpec
+
+
+PROTOBUF_LIMIT = 2_000_000_000  # bytes: protobuf cannot write (or read) one message larger
+
+
+@contextlib.contextmanager
+def staged_model(out: str | Path) -> Iterator[Path]:
+    """A path named like `out` in a temporary folder beside it: the ONNX file the block writes there (and its
+    OUT.data, if any) is moved onto `out` only when the block succeeds, the data file first."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.tmp-", dir=out.parent) as staging:
+        staged = Path(staging) / out.name
+        yield staged
+        data = staged.with_name(f"{out.name}.data")
+        for file in [data, staged] if data.exists() else [staged]:
+            os.chmod(file, default_mode())  # not the temporary folder's 0700 world
+            os.replace(file, out.parent / file.name)
+
+
+def save_model(model, path: str | Path, limit: int = PROTOBUF_LIMIT) -> None:
+    """Writes `model` to `path`: one file, or past protobuf's 2 GB limit with every initializer in PATH.data
+    beside it, the layout torch.onnx.export writes (`model` then references that file). Write into
+    `staged_model` to publish both atomically."""
+    import onnx
+
+    path = Path(path)
+    if model.ByteSize() < limit:
+        onnx.save(model, str(path))
+    else:
+        onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=f"{path.name}.data", size_threshold=1024)
 
 
 def load_model(path: str | Path, check: bool = True):
@@ -15,6 +51,7 @@ def load_model(path: str | Path, check: bool = True):
     from google.protobuf.message import DecodeError
 
     p = require_file(path, "ONNX model", "export one with `dlc export`")
+    _check_external_data(p)
     try:
         model = onnx.load(str(p))
     except onnx.checker.ValidationError as e:  # external data outside the model's folder, missing or a link
@@ -32,6 +69,31 @@ def load_model(path: str | Path, check: bool = True):
         except onnx.checker.ValidationError as e:
             raise InvalidModelError(f"{p} fails the ONNX checker: {first_line(e)}") from e
     return model
+
+
+def _check_external_data(path: Path) -> None:
+    """Each external-data file the model names is a file in the model's folder, before any of them is read."""
+    import onnx
+    from google.protobuf.message import DecodeError
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    try:
+        header = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError):
+        return  # not ONNX at all: onnx.load says so next
+    folder = path.resolve().parent
+    for tensor in _get_all_tensors(header):
+        if not uses_external_data(tensor):
+            continue
+        location = Path(ExternalDataInfo(tensor).location)
+        if location.is_absolute() or ".." in location.parts or \
+                not (folder / location).resolve().is_relative_to(folder):
+            raise InvalidModelError(f"{path} keeps tensor {tensor.name!r} in {location}, outside the model's folder; "
+                                    "it was not read. Keep the data files beside the model (torch.onnx.export "
+                                    "writes NAME.onnx.data there)")
+        if not (folder / location).is_file():
+            raise InvalidModelError(f"{path} keeps its weights in {location}, which is missing; copy {location} "
+                                    f"into {folder}, beside it")
 
 
 def io_specs(model) -> tuple[list[TensorSpec], list[TensorSpec]]:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from dlc.fileio import atomic_path, check_output
-from dlc.onnxio import io_specs, load_model
+from dlc.fileio import check_output
+from dlc.onnxio import io_specs, load_model, save_model, staged_model
 from dlc.specs import SAMPLE_DIM, load_inputs, random_inputs
 
 
@@ -80,7 +80,6 @@ def build_pipeline(config: OptimizeConfig) -> tuple[list, str]:
 
 def optimize_file(source: str | Path, out: str | Path, config: OptimizeConfig = OptimizeConfig()) -> OptimizeReport:
     """Runs the configured pipeline on `source` and writes the result to `out` (atomically)."""
-    import onnx
     import onnx_ir as ir
 
     from dlc.passes import Verifier, run_passes
@@ -96,8 +95,8 @@ def optimize_file(source: str | Path, out: str | Path, config: OptimizeConfig = 
     verifier = Verifier(model, inputs) if config.verify else None
     model, records = run_passes(model, pipeline, verifier, _tolerance(config))
     result = ir.serde.serialize_model(model)
-    with atomic_path(out) as tmp:
-        onnx.save(result, str(tmp))
+    with staged_model(out) as staged:
+        save_model(result, staged)
     return OptimizeReport(source, out, records, summarize(proto, source), summarize(result, out),
                           {k: list(v.shape) for k, v in inputs.items()}, time.perf_counter() - start, described)
 

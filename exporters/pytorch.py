@@ -1,7 +1,9 @@
 """PyTorch → ONNX with torch.onnx's dynamo exporter, validated against PyTorch.
 
-The exported file is written to a temporary path, compared with the PyTorch module on
-ONNX Runtime, and renamed into place only if every output is within tolerance.
+`export_module` exports any module (a zoo checkpoint goes through `export_checkpoint`,
+a user's own model through `dlc.exporters.source`). The file is written to a temporary
+path, compared with the PyTorch module on ONNX Runtime, and renamed into place only if
+every output is within tolerance.
 """
 
 from __future__ import annotations
@@ -10,27 +12,32 @@ import json
 import logging
 import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from dlc import __version__, zoo
+from dlc import zoo
 from dlc.errors import DlcError, NumericMismatchError, first_line
-from dlc.fileio import atomic_path, check_output
+from dlc.fileio import check_output
 from dlc.numerics import Tolerance, compare
-from dlc.specs import SAMPLE_DIM, TensorSpec, random_inputs
+from dlc.onnxio import io_specs, load_model, save_model, staged_model
+from dlc.specs import SAMPLE_DIM, TensorSpec
 from dlc.training.checkpoint import Checkpoint
+from dlc.version import __version__
 
 MIN_OPSET = 18  # the dynamo exporter's native opset; lower ones go through a version converter
-VALIDATION_BATCHES = (1, 3)  # a dynamic batch is validated at sizes other than the one it was traced at
+VALIDATION_SIZES = (1, 3)  # dynamic dims are validated at sizes other than the one they were traced at
+MAX_DIM = 4096  # the upper bound torch.export gets for every dynamic dim
+DEFAULT_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
 class ExportConfig:
     opset: int = 18
     dynamic_batch: bool = False
-    batch: int = 1  # the batch size baked in when the batch is not dynamic
-    tolerance: float | None = None  # max abs diff vs PyTorch; None = the zoo model's own
+    batch: int = 1  # a zoo model's batch size baked in when the batch is not dynamic
+    tolerance: float | None = None  # max abs diff vs PyTorch; None = the zoo model's own (else 1e-4)
     seed: int = 0
     force: bool = False
     optimize: bool = True  # torch's own ONNX cleanup (folding, BN fusion); False keeps the traced graph
@@ -45,7 +52,7 @@ class ExportReport:
     outputs: list[TensorSpec]
     max_abs_diff: float
     tolerance: float
-    checked_batches: list[int]
+    checked_batches: list[int]  # the sizes every dynamic dim was validated at (else the example's batch)
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,37 +79,142 @@ def resolve_source(source: str, model_args: dict[str, Any] | None = None) -> Che
 
 def export_checkpoint(ckpt: Checkpoint, out: str | Path, config: ExportConfig = ExportConfig()) -> ExportReport:
     """Exports a trained (or freshly built) zoo model to ONNX at `out` and validates it."""
-    import torch
+    spec = zoo.get(ckpt.model)
+    example = example_inputs([(spec.input_names[0], (config.batch, *ckpt.input_shape), "float32")], config.seed)
+    dynamic = {spec.input_names[0]: {0: "batch"}} if config.dynamic_batch else {}
+    tolerance = config.tolerance if config.tolerance is not None else spec.tolerance
+    meta = {"dlc.model": ckpt.model, "dlc.model_args": json.dumps(ckpt.model_args),
+            "dlc.preprocess": ckpt.preprocess or "", "dlc.dataset": ckpt.dataset or ""}
+    return export_module(ckpt.build_module(), example, out, replace(config, tolerance=tolerance),
+                         input_names=spec.input_names, output_names=spec.output_names, dynamic=dynamic,
+                         label=ckpt.model, metadata=meta)
 
+
+def export_module(module, example: tuple, out: str | Path, config: ExportConfig = ExportConfig(), *,
+                  input_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
+                  dynamic: dict[str, dict[int, str]] | None = None, label: str = "module",
+                  metadata: dict[str, str] | None = None) -> ExportReport:
+    """Exports any `torch.nn.Module`, called with the tensors `example`, to ONNX at `out` and validates it.
+
+    `dynamic` makes input axes symbolic ({"tokens": {0: "batch", 1: "seq"}}); the file is then
+    checked against PyTorch with every symbol at each of VALIDATION_SIZES. Input names default
+    to the forward's parameter names, output names to a dict output's keys (else "output",
+    "output_1", ...). Written only if ONNX Runtime agrees with PyTorch within the tolerance.
+    """
     out, start = Path(out), time.perf_counter()
     check_output(out, config.force)
     if config.opset < MIN_OPSET:
         raise DlcError(f"opset {config.opset} is too old for torch's exporter; use --opset {MIN_OPSET} or newer")
-    spec = zoo.get(ckpt.model)
-    module = ckpt.build_module()
-    # torch.export specializes a dimension whose example size is 1: a dynamic batch is traced at SAMPLE_DIM
-    example = torch.zeros((max(config.batch, SAMPLE_DIM) if config.dynamic_batch else config.batch, *ckpt.input_shape))
-    tolerance = config.tolerance if config.tolerance is not None else spec.tolerance
-    with atomic_path(out) as tmp:
-        _torch_export(module, example, tmp, spec, config)
-        _annotate(tmp, ckpt)
-        from dlc.onnxio import io_specs, load_model
-
+    module = _in_eval_mode(module)
+    input_names = list(input_names or forward_names(module, len(example)))
+    dynamic = dict(dynamic or {})
+    unknown = sorted(set(dynamic) - set(input_names))
+    if unknown:
+        raise DlcError(f"--dynamic names unknown input(s) {', '.join(unknown)}; the inputs are: "
+                       f"{', '.join(input_names)}")
+    # torch.export specializes a dimension whose example size is 0 or 1: dynamic ones are traced at SAMPLE_DIM or more
+    traced = tuple(_resized(x, dynamic.get(name, {}), None) for name, x in zip(input_names, example))
+    result = _forward(module, traced, label)
+    output_names = list(output_names or _output_names(result))
+    tolerance = config.tolerance if config.tolerance is not None else DEFAULT_TOLERANCE
+    with staged_model(out) as tmp:  # past 2 GB, torch writes the weights to OUT.data beside it
+        _torch_export(module, traced, tmp, input_names, output_names, dynamic, config, label)
+        _annotate(tmp, {"dlc.version": __version__, **(metadata or {})})
         inputs, outputs = io_specs(load_model(tmp))
-        if config.dynamic_batch and all(isinstance(s.shape[0], int) for s in inputs):
-            raise DlcError(f"torch.export fixed the batch dimension of {spec.name!r} at {inputs[0].shape[0]}; "
-                           f"export without --dynamic-batch (and pick the batch with --batch)")
-        batches = [config.batch] if not config.dynamic_batch else list(VALIDATION_BATCHES)
-        diff = _validate(module, tmp, inputs, batches, tolerance, config.seed)
-    return ExportReport(out, ckpt.model, config.opset, inputs, outputs, diff, tolerance, batches,
+        _require_symbolic(inputs, dynamic, label)
+        sizes = list(VALIDATION_SIZES) if dynamic else []
+        diff = _validate(module, tmp, dict(zip(input_names, traced)), dynamic, sizes, tolerance, label)
+    checked = sizes or [int(example[0].shape[0]) if example and example[0].dim() else 1]
+    return ExportReport(out, label, config.opset, inputs, outputs, diff, tolerance, checked,
                         time.perf_counter() - start)
 
 
-def _torch_export(module, example, path: Path, spec: zoo.ModelSpec, config: ExportConfig) -> None:
+def example_inputs(specs: Sequence[tuple[str, tuple[int, ...], str]], seed: int = 0) -> tuple:
+    """Example tensors for (name, shape, dtype) specs: seeded normal floats; zeros for integers (valid indices)."""
     import torch
 
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    dynamic_shapes = ({0: batch},) if config.dynamic_batch else None
+    generator = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(shape, generator=generator, dtype=getattr(torch, dtype))
+                 if dtype.startswith("float") else torch.zeros(shape, dtype=getattr(torch, dtype))
+                 for _, shape, dtype in specs)
+
+
+def _in_eval_mode(module):
+    try:
+        return module.eval()
+    except NotImplementedError:  # a torch.export program's module: its graph was fixed in the mode it was traced in
+        return module
+
+
+def forward_names(module, count: int) -> list[str]:
+    """Names for `count` positional inputs: the forward's parameter names where it has as many."""
+    import inspect
+
+    try:
+        params = [p.name for p in inspect.signature(module.forward).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    return params[:count] if len(params) >= count else [f"input_{i}" for i in range(count)]
+
+
+def _resized(x, axes: dict[int, str], size: int | None):
+    """`x` with each of `axes` cut or repeated to `size` (None: to at least SAMPLE_DIM), values cycled so that
+    integer inputs stay valid indices."""
+    import torch
+
+    for axis in axes:
+        n = x.shape[axis]
+        target = max(n, SAMPLE_DIM) if size is None else size
+        if target != n:
+            x = torch.index_select(x, axis, torch.arange(target) % n)
+    return x
+
+
+def _forward(module, example: tuple, label: str, resized: bool = False):
+    """`module(*example)` without gradients; `resized`: the example's dynamic dims were set to another size."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            return module(*example)
+    except Exception as e:  # the user's code: anything
+        which = "the example inputs resized along their --dynamic dims" if resized else "the example inputs"
+        hint = ("; the model does not take every size of those dims: drop the ones it fixes from --dynamic"
+                if resized else "")
+        raise DlcError(f"{label}'s forward failed on {which} ({', '.join(_shape(x) for x in example)}): "
+                       f"{first_line(e)}{hint}") from e
+
+
+def _shape(x) -> str:
+    return f"{str(x.dtype).removeprefix('torch.')}[{'x'.join(map(str, x.shape))}]"
+
+
+def _flat(result) -> list:
+    from torch.utils._pytree import tree_leaves
+
+    return tree_leaves(result)
+
+
+def _output_names(result) -> list[str]:
+    """A dict's keys (nested ones joined with "."), else "output", "output_1", ..."""
+    from torch.utils._pytree import tree_flatten_with_path
+
+    leaves, _ = tree_flatten_with_path(result)
+    if isinstance(result, dict):
+        return [".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path) for path, _ in leaves]
+    return ["output" if i == 0 else f"output_{i}" for i in range(len(leaves))]
+
+
+def _torch_export(module, example: tuple, path: Path, input_names, output_names, dynamic, config: ExportConfig,
+                  label: str) -> None:
+    import torch
+
+    symbols: dict[str, object] = {}
+    dynamic_shapes = None
+    if dynamic:
+        dynamic_shapes = tuple({axis: symbols.setdefault(sym, torch.export.Dim(sym, min=1, max=MAX_DIM))
+                                for axis, sym in dynamic.get(name, {}).items()} or None for name in input_names)
     # The exporter logs a warning per torchvision op it cannot register; dlc has no torchvision.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     try:
@@ -110,42 +222,55 @@ def _torch_export(module, example, path: Path, spec: zoo.ModelSpec, config: Expo
             warnings.simplefilter("ignore", FutureWarning)  # torch's own pytree deprecations
             # nn.LSTM/GRU re-assign their flat weight list while torch.export traces them
             warnings.filterwarnings("ignore", message="The tensor attributes .*_flat_weights", category=UserWarning)
-            program = torch.onnx.export(module, (example,), input_names=list(spec.input_names),
-                                        output_names=list(spec.output_names), opset_version=config.opset,
+            # a symbol shared by several inputs is named once
+            warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
+            program = torch.onnx.export(module, example, input_names=list(input_names),
+                                        output_names=list(output_names), opset_version=config.opset,
                                         dynamo=True, dynamic_shapes=dynamic_shapes, optimize=config.optimize,
                                         verbose=False)
+            program.save(str(path))
     except Exception as e:  # torch.export raises many types for code it cannot trace
-        raise DlcError(f"torch.onnx export of {spec.name!r} failed: {first_line(e)}") from e
-    program.save(str(path))
+        hint = ("; a dim declared dynamic that the code fixes (a view to a constant size, say) must leave "
+                "--dynamic" if dynamic and "constraint" in str(e).lower() else "")
+        raise DlcError(f"torch.onnx export of {label!r} failed: {first_line(e)}{hint}") from e
 
 
-def _annotate(path: Path, ckpt: Checkpoint) -> None:
+def _require_symbolic(inputs, dynamic: dict[str, dict[int, str]], label: str) -> None:
+    """Every axis declared dynamic came out symbolic: torch.export fixes one the model's code treats as constant."""
+    by_name = {s.name: s for s in inputs}
+    for name, axes in dynamic.items():
+        for axis, symbol in axes.items():
+            size = by_name[name].shape[axis]
+            if isinstance(size, int):
+                raise DlcError(f"torch.export fixed {symbol} (axis {axis} of {name}) of {label!r} at {size}: the "
+                               f"model's code treats it as a constant; drop {axis}={symbol} from --dynamic (or make "
+                               "that code follow the input's size)")
+
+
+def _annotate(path: Path, metadata: dict[str, str]) -> None:
     """Records where the model came from in the ONNX metadata."""
     import onnx
 
     model = onnx.load(str(path))
-    meta = {"dlc.version": __version__, "dlc.model": ckpt.model, "dlc.model_args": json.dumps(ckpt.model_args),
-            "dlc.preprocess": ckpt.preprocess or "", "dlc.dataset": ckpt.dataset or ""}
-    for key, value in meta.items():
+    for key, value in metadata.items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name, model.producer_version = "dlc", __version__
-    onnx.save(model, str(path))
+    save_model(model, path)
 
 
-def _validate(module, onnx_path: Path, inputs, batches, tolerance: float, seed) -> float:
-    """Runs PyTorch and ONNX Runtime on sample inputs; collects every output over tolerance, at every batch."""
-    import torch
-
+def _validate(module, onnx_path: Path, example: dict, dynamic, sizes: list[int], tolerance: float,
+              label: str) -> float:
+    """PyTorch and ONNX Runtime on the example, at each of `sizes` of every dynamic dim (else as it is)."""
     from dlc.runtime.session import OrtSession
 
     session, worst, failures = OrtSession(onnx_path), 0.0, []
-    for batch in batches:
-        feed = random_inputs(inputs, seed=seed + batch, batch=batch)
-        with torch.no_grad():
-            expected = module(*(torch.from_numpy(feed[s.name]) for s in inputs))
-        expected = expected if isinstance(expected, (tuple, list)) else (expected,)
-        want = {spec.name: e.numpy() for spec, e in zip(session.outputs, expected)}
-        result = compare(session.run(feed), want, Tolerance(atol=tolerance, rtol=0.0), f"at batch {batch}")
+    symbols = "/".join(sorted({s for axes in dynamic.values() for s in axes.values()}))
+    for size in sizes or [None]:
+        feed = {name: _resized(x, dynamic.get(name, {}), size) if size else x for name, x in example.items()}
+        result = _forward(module, tuple(feed.values()), label, resized=size is not None)
+        want = {spec.name: e.numpy() for spec, e in zip(session.outputs, _flat(result))}
+        got = session.run({s.name: feed[s.name].numpy() for s in session.inputs})  # an unused input is not one
+        result = compare(got, want, Tolerance(atol=tolerance, rtol=0.0), f"at {symbols} {size}" if size else "")
         worst, failures = max(worst, result.max_abs_diff), failures + result.failures
     if failures:
         raise NumericMismatchError(f"ONNX Runtime differs from PyTorch beyond tolerance {tolerance:g}: "

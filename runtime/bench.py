@@ -18,11 +18,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dlc import __version__
 from dlc.child import run_in_child
 from dlc.numerics import compare
 from dlc.runtime.backends import REFERENCE, get_backend
 from dlc.specs import aligned
+from dlc.version import __version__
 
 
 @dataclass(frozen=True)

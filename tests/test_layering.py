@@ -1,6 +1,7 @@
 """The layers of dlc, checked on the source: arrows go one way and no modules import each other in a loop.
 
-    cli  →  stages (training, analysis, optimize, quickstart, zoo, exporters, passes, compiler, runtime)  →  core
+    cli, the Python API (dlc, dlc.api)  →  stages (training, analysis, optimize, quickstart, zoo, exporters,
+    passes, compiler, runtime)  →  core
 
 Every import counts, also those inside functions (dlc imports heavy modules lazily there).
 """
@@ -15,8 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIRS = {"dlc": ROOT / "dlc", "dlc.exporters": ROOT / "exporters", "dlc.passes": ROOT / "passes",
                 "dlc.runtime": ROOT / "runtime"}
-CORE = {"dlc", "dlc.errors", "dlc.fileio", "dlc.specs", "dlc.numerics", "dlc.artifact", "dlc.target", "dlc.onnxio",
-        "dlc.child", "dlc.elf", "dlc.signing"}
+CORE = {"dlc.version", "dlc.errors", "dlc.fileio", "dlc.specs", "dlc.numerics", "dlc.artifact", "dlc.target",
+        "dlc.onnxio", "dlc.child", "dlc.elf", "dlc.signing"}
 
 
 def _modules() -> dict[str, Path]:
@@ -70,6 +71,11 @@ def test_the_runtime_never_imports_the_compiler():
 def test_passes_use_only_the_core_and_each_other():
     assert _violations(lambda a, b: a.startswith("dlc.passes") and not (b in CORE or b.startswith("dlc.passes"))) \
         == []
+
+
+def test_nothing_imports_the_python_api():
+    """`dlc` (the package) is the API facade over every stage: importing it from inside would loop."""
+    assert _violations(lambda a, b: b in ("dlc", "dlc.api") and a not in ("dlc", "dlc.api")) == []
 
 
 def test_nothing_imports_the_cli():

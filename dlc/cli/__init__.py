@@ -16,8 +16,8 @@ from typer._click import ClickException
 from typer._click.exceptions import NoArgsIsHelpError
 from typer.core import TyperGroup
 
-from dlc import __version__
 from dlc.errors import DlcError
+from dlc.version import __version__
 
 
 class DlcGroup(TyperGroup):

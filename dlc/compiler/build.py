@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from dlc import __version__
 from dlc.artifact import (
     FORMAT,
     FORMAT_VERSION,
@@ -47,6 +46,7 @@ from dlc.numerics import Tolerance, require_close
 from dlc.onnxio import io_specs, load_model
 from dlc.specs import SAMPLE_DIM, TensorSpec, random_inputs, static_specs
 from dlc.target import TargetSpec, cpu_features, resolve_target
+from dlc.version import __version__
 
 
 @dataclass(frozen=True)

@@ -41,14 +41,63 @@ def prepare(mod, target, schedules: str = "default"):
     from tvm.relax.pipeline import zero_pipeline
 
     passes = [relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings()]
-    if is_cpu(target):
-        if schedules == "default":
-            passes += [relax.transform.ConvertLayout(CPU_LAYOUTS), relax.transform.FoldConstant(), fast_math()]
-        passes += [*cpu.library_dispatch_passes(target), *cpu.legalize_passes(target)]
-    else:
-        passes += [zero_pipeline()]
     with target:
-        return tvm.transform.Sequential(passes)(mod)
+        mod = tvm.transform.Sequential(passes)(_bounded_gathers(mod))
+        if not is_cpu(target):
+            return zero_pipeline()(mod)
+        if schedules == "default":
+            mod = fast_math()(relax.transform.FoldConstant()(_channels_last(mod)))
+        return tvm.transform.Sequential([*cpu.library_dispatch_passes(target), *cpu.legalize_passes(target)])(mod)
+
+
+def _bounded_gathers(mod):
+    """Every `take` (ONNX Gather: embeddings, indexing) clips its indices instead of reading unchecked.
+
+    TVM's ONNX importer emits `take(mode="fast")`, which reads past the table for an index
+    out of range: an embedding given token id 10^9 crashed the process (a served model, the
+    server), where ONNX Runtime answers with an error. Clipped, such an index reads the
+    first or last row; indices in range (negative ones are wrapped before) are unchanged.
+    """
+    import tvm
+    from tvm import relax
+
+    @relax.expr_functor.mutator
+    class Clip(relax.PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.take" and call.attrs.mode == "fast":
+                return relax.op.take(call.args[0], call.args[1], call.attrs.axis, mode="clip")
+            return call
+
+    updated = mod
+    for var, function in mod.functions.items():
+        if isinstance(function, relax.Function):
+            updated[var] = Clip().visit_expr(function)
+    return updated
+
+
+def _channels_last(mod):
+    """Convolutions in NHWC with HWIO weights (Relax's ConvertLayout), for a module that has any.
+
+    A module without convolutions is left alone: ConvertLayout would change nothing there,
+    and its layout inference crashes on some operators (an InternalError "Invalid SLayout"
+    on a model that stacks two tensors and takes their max). Where it crashes on a module
+    with convolutions, they stay NCHW and take the fallback schedule.
+    """
+    import tvm
+    from tvm import relax
+
+    ops = set()
+    for function in mod.functions.values():
+        if isinstance(function, relax.Function):
+            relax.analysis.post_order_visit(function, lambda e: ops.add(e.op.name) if isinstance(e, relax.Call) and
+                                            isinstance(e.op, tvm.ir.Op) else None)
+    if not ops & set(CPU_LAYOUTS):
+        return mod
+    try:
+        return relax.transform.ConvertLayout(CPU_LAYOUTS)(mod)
+    except tvm.error.InternalError:
+        return mod
 
 
 def fast_math():

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlc import __version__, zoo
+from dlc import zoo
 from dlc.errors import InvalidModelError, UnknownNameError, first_line
 from dlc.fileio import atomic_path, require_file
+from dlc.version import __version__
 
 FORMAT = "dlc-checkpoint"
 FORMAT_VERSION = 1

@@ -23,7 +23,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from dlc import __version__
 from dlc.runtime.serving.batching import Batcher, BatcherStopped
 from dlc.runtime.serving.protocol import (
     ProtocolError,
@@ -33,6 +32,7 @@ from dlc.runtime.serving.protocol import (
 )
 from dlc.runtime.serving.repository import ModelVersion, Repository
 from dlc.specs import TensorSpec
+from dlc.version import __version__
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def test_bad_inputs_are_one_line_errors(conv_gemm, tmp_path):
 
 
 def test_an_exported_model_names_dlc_and_its_version_as_producer(runner, onnx_model):
-    from dlc import __version__
+    from dlc.version import __version__
 
     result = invoke(runner, "inspect", onnx_model)
     assert result.exit_code == 0 and f"producer dlc {__version__}" in result.stdout, result.stdout

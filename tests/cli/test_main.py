@@ -39,7 +39,7 @@ def test_dlc_alone_prints_help_without_an_error():
 
 
 def test_version():
-    from dlc import __version__
+    from dlc.version import __version__
 
     proc = run_dlc("--version")
     assert proc.returncode == 0 and proc.stdout.strip() == f"dlc {__version__}"

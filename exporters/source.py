@@ -1,0 +1,187 @@
+"""A user's own PyTorch model, by reference: `file.py:build`, `package.module:attr` or a `.pt2` file.
+
+`build` may be an `nn.Module`, a class or function returning one, or returning
+`(module, example_inputs)`. Example inputs can also come from input specs
+(`name:1x3x224x224:float32`); symbolic dims from `name:0=batch,1=seq`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dlc.errors import DlcError, InputFileError, first_line
+from dlc.exporters.pytorch import ExportConfig, example_inputs, export_module
+
+DTYPES = ("float32", "float16", "float64", "int64", "int32", "bool")
+
+
+@dataclass
+class ModuleSource:
+    module: Any  # torch.nn.Module, in eval mode
+    examples: tuple | None  # example inputs the source gave (tensors), or None
+    label: str  # how the user named it: "net.py:build"
+
+
+def export_source(source: str, out: str | Path, config: ExportConfig = ExportConfig(), *,
+                  inputs: Sequence[str] = (), dynamic: Sequence[str] = (), weights: str | Path | None = None):
+    """`dlc export` of a user's own model: `inputs` and `dynamic` as the CLI spells them."""
+    specs = [parse_input_spec(text) for text in inputs]
+    axes: dict[str, dict[int, str]] = {}
+    for text in dynamic:
+        name, dims = parse_dynamic_spec(text)
+        axes.setdefault(name, {}).update(dims)
+    loaded = load_module_source(source, weights)
+    if specs:
+        example, names = example_inputs(specs, config.seed), [name for name, _, _ in specs]
+    elif loaded.examples is not None:
+        example, names = loaded.examples, None
+    else:
+        raise DlcError(f"{source} gives no example inputs; name them with --input NAME:SHAPE[:DTYPE] "
+                       "(e.g. --input image:1x3x224x224), or return (module, example_inputs) from it")
+    meta = {"dlc.source": source, "dlc.model": type(loaded.module).__name__}
+    return export_module(loaded.module, example, out, config, input_names=names, dynamic=axes,
+                         label=type(loaded.module).__name__, metadata=meta)
+
+
+def default_output(source: str) -> Path:
+    """Where `dlc export SOURCE` writes without -o: `net.py:build` → net.onnx, `pkg.mod:Net` → Net.onnx."""
+    location, _, name = source.rpartition(":")
+    if source.endswith(".pt2"):
+        return Path(source).with_suffix(".onnx")
+    return Path(location).with_suffix(".onnx") if location.endswith(".py") else Path(f"{name}.onnx")
+
+
+def is_module_reference(source: str) -> bool:
+    """True for `file.py:attr`, `package.module:attr` and `.pt2` files: what `load_module_source` reads."""
+    if source.endswith(".pt2"):
+        return True
+    left, sep, attr = source.rpartition(":")
+    return bool(sep and attr.isidentifier() and (left.endswith(".py") or re.fullmatch(r"[\w.]+", left)))
+
+
+def load_module_source(source: str, weights: str | Path | None = None) -> ModuleSource:
+    """Imports and builds the module `source` names; loads `weights` (a state_dict file) into it."""
+    import torch
+
+    if source.endswith(".pt2"):
+        module, examples = _load_pt2(source)
+    else:
+        module, examples = _build(source, _attribute(source))
+    if not isinstance(module, torch.nn.Module):
+        raise DlcError(f"{source} returned {type(module).__name__}, not a torch.nn.Module; return a module or "
+                       "(module, example_inputs)")
+    if weights is not None:
+        _load_weights(module, weights, source)
+    return ModuleSource(module, examples, source)  # export_module puts it in eval mode
+
+
+def _attribute(source: str):
+    location, _, name = source.rpartition(":")
+    if location.endswith(".py"):
+        path = Path(location)
+        if not path.is_file():
+            raise InputFileError(f"model file not found: {path}")
+        spec = importlib.util.spec_from_file_location(f"dlc_user_{abs(hash(path.resolve()))}", path)
+        namespace = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(path.resolve().parent))  # so it can import its neighbours
+        try:
+            spec.loader.exec_module(namespace)
+        except Exception as e:  # the user's code: anything
+            raise DlcError(f"{path} failed to import: {first_line(e)}") from e
+        finally:
+            sys.path.remove(str(path.resolve().parent))
+    else:
+        try:
+            namespace = importlib.import_module(location)
+        except ImportError as e:
+            raise DlcError(f"cannot import {location!r} ({first_line(e)}); is it installed or on PYTHONPATH?") from e
+    if not hasattr(namespace, name):
+        defined = sorted(n for n, v in vars(namespace).items() if callable(v) and not n.startswith("_")
+                         and getattr(v, "__module__", None) == namespace.__name__)
+        raise DlcError(f"{location} defines no {name!r}; it defines: {', '.join(defined) or 'no callables'}")
+    return getattr(namespace, name)
+
+
+def _build(source: str, attribute) -> tuple[Any, tuple | None]:
+    import torch
+
+    if isinstance(attribute, torch.nn.Module):
+        return attribute, None
+    if not callable(attribute):
+        raise DlcError(f"{source} is a {type(attribute).__name__}, not a module or a callable that builds one")
+    try:
+        built = attribute()
+    except Exception as e:
+        raise DlcError(f"{source}() failed: {first_line(e)}") from e
+    if isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module):
+        return built[0], _as_tuple(built[1], source)
+    return built, None
+
+
+def _as_tuple(examples, source: str) -> tuple:
+    import torch
+
+    examples = (examples,) if isinstance(examples, torch.Tensor) else examples
+    if not isinstance(examples, (tuple, list)) or not all(isinstance(e, torch.Tensor) for e in examples):
+        raise DlcError(f"{source} returned example inputs that are not a tensor or a tuple of tensors")
+    return tuple(examples)
+
+
+def _load_pt2(source: str) -> tuple[Any, tuple | None]:
+    import torch
+
+    path = Path(source)
+    if not path.is_file():
+        raise InputFileError(f"model file not found: {path}")
+    try:
+        program = torch.export.load(str(path))
+    except Exception as e:
+        raise DlcError(f"{path} is not a program saved by torch.export.save ({first_line(e)})") from e
+    examples = program.example_inputs[0] if program.example_inputs else None
+    return program.module(), tuple(examples) if examples else None
+
+
+def _load_weights(module, weights: str | Path, source: str) -> None:
+    import torch
+
+    path = Path(weights)
+    if not path.is_file():
+        raise InputFileError(f"weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise DlcError(f"{path} is not a state_dict saved with torch.save ({first_line(e)})") from e
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise DlcError(f"{path} holds a {type(state).__name__}, not a state_dict; save module.state_dict()")
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        raise DlcError(f"{path} does not fit {source}: {' '.join(str(e).split())[:300]}") from e
+
+
+def parse_input_spec(text: str) -> tuple[str, tuple[int, ...], str]:
+    """`name:1x3x224x224[:float32]` → (name, shape, dtype)."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not re.fullmatch(r"\d+(x\d+)*", parts[1]) or \
+            (len(parts) == 3 and parts[2] not in DTYPES):
+        raise DlcError(f"--input {text!r} does not parse; write NAME:SHAPE[:DTYPE], e.g. "
+                       f"--input image:1x3x224x224:float32 (dtypes: {', '.join(DTYPES)})")
+    return parts[0], tuple(int(d) for d in parts[1].split("x")), parts[2] if len(parts) == 3 else "float32"
+
+
+def parse_dynamic_spec(text: str) -> tuple[str, dict[int, str]]:
+    """`tokens:0=batch,1=seq` → ("tokens", {0: "batch", 1: "seq"})."""
+    name, sep, dims = text.partition(":")
+    pairs = [d.partition("=") for d in dims.split(",")] if sep else []
+    if not name or not pairs or any(not a.isdigit() or not eq or not s.isidentifier() for a, eq, s in pairs):
+        raise DlcError(f"--dynamic {text!r} does not parse; write NAME:AXIS=SYMBOL[,AXIS=SYMBOL], e.g. "
+                       "--dynamic tokens:0=batch,1=seq")
+    return name, {int(a): s for a, _, s in pairs}
