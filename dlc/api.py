@@ -43,7 +43,7 @@ def export(model: Any, example_inputs: Any = None, out: str | Path = "model.onnx
 
     from dlc.errors import DlcError
     from dlc.exporters.pytorch import ExportConfig, export_checkpoint, export_module, resolve_source
-    from dlc.exporters.source import is_module_reference, load_module_source
+    from dlc.sources import is_module_reference, load_module_source
 
     config = ExportConfig(opset=opset, tolerance=tolerance, force=force)
     if isinstance(model, (str, Path)) and not is_module_reference(str(model)):

@@ -1,7 +1,7 @@
 """PyTorch → ONNX with torch.onnx's dynamo exporter, validated against PyTorch.
 
 `export_module` exports any module (a zoo checkpoint goes through `export_checkpoint`,
-a user's own model through `dlc.exporters.source`). The file is written to a temporary
+a user's own model, read by `dlc.sources`, through `export_source`). The file is written to a temporary
 path, compared with the PyTorch module on ONNX Runtime, and renamed into place only if
 every output is within tolerance.
 """
@@ -88,6 +88,29 @@ def export_checkpoint(ckpt: Checkpoint, out: str | Path, config: ExportConfig = 
     return export_module(ckpt.build_module(), example, out, replace(config, tolerance=tolerance),
                          input_names=spec.input_names, output_names=spec.output_names, dynamic=dynamic,
                          label=ckpt.model, metadata=meta)
+
+
+def export_source(source: str, out: str | Path, config: ExportConfig = ExportConfig(), *,
+                  inputs: Sequence[str] = (), dynamic: Sequence[str] = (), weights: str | Path | None = None):
+    """`dlc export` of a user's own model: `inputs` and `dynamic` as the CLI spells them."""
+    from dlc.sources import load_module_source, parse_dynamic_spec, parse_input_spec
+
+    specs = [parse_input_spec(text) for text in inputs]
+    axes: dict[str, dict[int, str]] = {}
+    for text in dynamic:
+        name, dims = parse_dynamic_spec(text)
+        axes.setdefault(name, {}).update(dims)
+    loaded = load_module_source(source, weights)
+    if specs:
+        example, names = example_inputs(specs, config.seed), [name for name, _, _ in specs]
+    elif loaded.examples is not None:
+        example, names = loaded.examples, None
+    else:
+        raise DlcError(f"{source} gives no example inputs; name them with --input NAME:SHAPE[:DTYPE] "
+                       "(e.g. --input image:1x3x224x224), or return (module, example_inputs) from it")
+    meta = {"dlc.source": source, "dlc.model": type(loaded.module).__name__}
+    return export_module(loaded.module, example, out, config, input_names=names, dynamic=axes,
+                         label=type(loaded.module).__name__, metadata=meta)
 
 
 def export_module(module, example: tuple, out: str | Path, config: ExportConfig = ExportConfig(), *,

@@ -36,8 +36,8 @@ def export(
 ):
     """Export a model to ONNX and check ONNX Runtime's outputs against PyTorch's."""
     from dlc.errors import DlcError
-    from dlc.exporters.pytorch import ExportConfig, export_checkpoint, resolve_source
-    from dlc.exporters.source import default_output, export_source, is_module_reference
+    from dlc.exporters.pytorch import ExportConfig, export_checkpoint, export_source, resolve_source
+    from dlc.sources import default_output, is_module_reference
     from dlc.fileio import beside, write_json
 
     config = ExportConfig(opset=opset, dynamic_batch=dynamic_batch, batch=batch, tolerance=tolerance, force=force,

@@ -11,7 +11,6 @@ from dlc.cli._common import console, parse_args
 from dlc.training import OPTIMIZERS, SCHEDULES
 from dlc.training.data import DATASETS
 
-ModelName = Enum("ModelName", {n: n for n in zoo.names()}, type=str)
 DatasetName = Enum("DatasetName", {n: n for n in DATASETS}, type=str)
 OptimizerName = Enum("OptimizerName", {n: n for n in OPTIMIZERS}, type=str)
 ScheduleName = Enum("ScheduleName", {n: n for n in SCHEDULES}, type=str)
@@ -19,7 +18,13 @@ ScheduleName = Enum("ScheduleName", {n: n for n in SCHEDULES}, type=str)
 
 def train(
     output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint to write.")] = Path("model.pt"),
-    model: Annotated[ModelName, typer.Option(help="Zoo model to train.")] = "cnn",
+    model: Annotated[str, typer.Option(help=f"Zoo model to train ({', '.join(zoo.names())}), or your own: "
+                                            "FILE.py:NAME or PACKAGE.MODULE:NAME (a module, or a callable "
+                                            "returning one).")] = "cnn",
+    task: Annotated[str | None, typer.Option(help="Your own model's task: classify (cross-entropy on integer "
+                                                  "labels), regress (mean squared error to float targets, from "
+                                                  "--data) or reconstruct (to its input) [default: classify].",
+                                             show_default=False)] = None,
     dataset: Annotated[DatasetName | None, typer.Option(help="Data set (no download needed) [default: the "
                                                         "model's own: digits, or sequences for lstm/gru/transformer].",
                                                         show_default=False)] = None,
@@ -55,7 +60,7 @@ def train(
                                                        "(e.g. --arg width=32).")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing checkpoint.")] = False,
 ):
-    """Train a zoo model and report train/validation/test accuracy."""
+    """Train a zoo model or your own and report train/validation/test accuracy (or loss)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from dlc.errors import DlcError
@@ -64,7 +69,7 @@ def train(
 
     if data and dataset:
         raise DlcError("pass either --dataset or --data, not both")
-    config = TrainConfig(model=model.value, model_args=parse_args(arg),
+    config = TrainConfig(model=model, model_args=parse_args(arg), task=task,
                          dataset=str(data) if data else dataset.value if dataset else None,
                          epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer.value, momentum=momentum,
                          schedule=schedule.value if schedule else None, weight_decay=weight_decay, l1=l1,
@@ -75,9 +80,9 @@ def train(
                TextColumn("{task.fields[stats]}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         total = with_recipe(config, zoo.get(config.model)).epochs
-        task = progress.add_task("train", total=total, model=config.model, stats="")
-        run = train_to_files(config, output, force, on_epoch=lambda s: progress.update(task, completed=s.epoch,
-                                                                                         stats=_epoch_line(s)))
+        bar = progress.add_task("train", total=total, model=config.model, stats="")
+        run = train_to_files(config, output, force, on_epoch=lambda s: progress.update(bar, completed=s.epoch,
+                                                                                        stats=_epoch_line(s)))
     result = run.result
     if result.test_accuracy is not None:
         scores = (f"train {result.train_accuracy:.2%}, val {result.val_accuracy:.2%}, "

@@ -13,6 +13,7 @@ from typing import Any
 from dlc import zoo
 from dlc.errors import InvalidModelError, UnknownNameError, first_line
 from dlc.fileio import atomic_path, require_file
+from dlc.sources import is_module_reference
 from dlc.version import __version__
 
 FORMAT = "dlc-checkpoint"
@@ -30,9 +31,16 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     normalize: dict[str, list[float]] | None = None  # per-channel mean/std the module applies to its input
     training_state: dict[str, Any] | None = None  # epoch and optimizer state, for `dlc train --resume`
+    source_sha256: str | None = None  # a user's own model: the sha256 of the file its code is in
 
     def build_module(self):
-        """The zoo module with these weights, in eval mode (wrapped in its input normalization, if any)."""
+        """The module with these weights, in eval mode (wrapped in its input normalization, if any).
+
+        A user's own model is rebuilt by running its file, only if that is still the file it
+        was trained with."""
+        from dlc.sources import require_unchanged
+
+        require_unchanged(self.model, self.source_sha256)
         module = zoo.create(self.model, self.model_args)
         module.load_state_dict(self.state_dict)
         if self.normalize:
@@ -80,9 +88,11 @@ def load(path: str | Path) -> Checkpoint:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InvalidModelError(f"{p} is not a dlc checkpoint (no '{FORMAT}' header); "
                                 f"create one with `dlc train -o {p.name}`")
-    if data.get("model") not in zoo.names():
+    model = data.get("model")
+    if model not in zoo.names() and not (isinstance(model, str) and is_module_reference(model)
+                                         and isinstance(data.get("source_sha256"), str)):
         raise UnknownNameError(
-            f"checkpoint {p} is for model {data.get('model')!r}, which this dlc does not have; "
+            f"checkpoint {p} is for model {model!r}, which this dlc does not have; "
             f"known models: {', '.join(zoo.names())} (retrain with `dlc train --model NAME`)")
     fields = Checkpoint.__dataclass_fields__
     return Checkpoint(**{k: v for k, v in data.items() if k in fields})

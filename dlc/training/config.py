@@ -10,13 +10,16 @@ from dlc import zoo
 from dlc.errors import UnknownNameError
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adagrad")
+OWN_MODEL_TASKS = ("classify", "regress", "reconstruct")
 SCHEDULES = ("none", "step", "cosine", "onecycle", "plateau")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "cnn"
+    model: str = "cnn"  # a zoo name, or your own model as FILE.py:NAME or PACKAGE.MODULE:NAME
     model_args: dict[str, Any] = field(default_factory=dict)
+    task: str | None = None  # your own model's: classify, regress or reconstruct (None: classify); a zoo model's
+    # task is its own
     dataset: str | None = None  # None: the model's own (digits for images, sequences for sequence models)
     epochs: int | None = None  # None: the model's recipe, else 30
     batch_size: int = 64

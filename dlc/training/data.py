@@ -35,13 +35,22 @@ class Splits:
 
 
 def load_dataset(name: str, seed: int = 0, val_fraction: float = 0.15,
-                 test_fraction: float = 0.15) -> Splits:
+                 test_fraction: float = 0.15, task: str = "classify") -> Splits:
     """Loads data set `name` (a built-in name, or a path: .npz, .csv, image folder) and splits it.
 
-    The split is stratified by class and seeded with `seed`.
+    The split is seeded with `seed` and stratified by class, except for regression (float
+    targets, which only files hold).
     """
     from pathlib import Path
 
+    if task == "regress":
+        from dlc.training.datafiles import load_arrays
+
+        if name in DATASETS or not Path(name).exists():
+            raise UnknownNameError(f"regression trains on your own targets: pass --data with an .npz (x, y float) "
+                                   f"or a .csv (target last), not {name!r}")
+        x, y, preprocess = load_arrays(Path(name), integer_labels=False)
+        return _split(name, x, y, seed, val_fraction, test_fraction, preprocess, stratify=False)
     if name in DATASETS:
         x, y, preprocess = _load_digits() if name == "digits" else _generate_sequences()
     elif Path(name).exists():
@@ -75,16 +84,17 @@ def _generate_sequences(count: int = 2000, steps: int = 16, features: int = 4, c
     return x.astype(np.float32), y.astype(np.int64), "generated (no preprocessing), shape N x 16 x 4"
 
 
-def _split(name, x, y, seed, val_fraction, test_fraction, preprocess) -> Splits:
+def _split(name, x, y, seed, val_fraction, test_fraction, preprocess, stratify: bool = True) -> Splits:
     from sklearn.model_selection import train_test_split
 
     try:
         x_rest, x_test, y_rest, y_test = train_test_split(
-            x, y, test_size=test_fraction, random_state=seed, stratify=y)
+            x, y, test_size=test_fraction, random_state=seed, stratify=y if stratify else None)
         x_train, x_val, y_train, y_val = train_test_split(
-            x_rest, y_rest, test_size=val_fraction / (1 - test_fraction), random_state=seed, stratify=y_rest)
+            x_rest, y_rest, test_size=val_fraction / (1 - test_fraction), random_state=seed,
+            stratify=y_rest if stratify else None)
     except ValueError as e:  # too few samples of a class for a stratified three-way split
         raise InvalidDataError(f"data set {name!r} cannot be split into train/val/test by class ({e}); "
                                 f"give every class at least 7 samples") from e
     return Splits(name, x_train, y_train, x_val, y_val, x_test, y_test,
-                  int(y.max()) + 1, preprocess)
+                  int(y.max()) + 1 if stratify else 0, preprocess)

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from dlc import zoo
-from dlc.errors import DlcError
+from dlc.errors import DlcError, first_line
 from dlc.training import augment
 from dlc.training.checkpoint import Checkpoint
-from dlc.training.config import TrainConfig, check_names, with_recipe
+from dlc.training.config import OWN_MODEL_TASKS, TrainConfig, check_names, with_recipe
 from dlc.training.data import Splits, load_dataset
 from dlc.training.optimizers import end_of_epoch, make_optimizer, make_scheduler
 
@@ -75,11 +75,11 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochStats], None] | None = N
     from dlc.zoo.layers import Normalized
 
     start = time.perf_counter()
-    spec = zoo.get(config.model)
+    config, spec = _model(config)
     config = with_recipe(config, spec)
     check_names(config)
     torch.manual_seed(config.seed)
-    data = load_dataset(config.dataset or spec.dataset, seed=config.seed)
+    data = load_dataset(config.dataset or spec.dataset, seed=config.seed, task=spec.task)
     augment.check(config.augment, data.sample_shape)
     source = _resume_source(config)
     # a resumed run keeps the architecture and input normalization it was trained with
@@ -89,6 +89,8 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochStats], None] | None = N
     normalize = source.normalize if source else _normalization(config, data)
     net = Normalized(model, normalize["mean"], normalize["std"]) if normalize else model
     objective = make_objective(spec.task, model, config)
+    if config.model not in zoo.names():
+        _check_own_model(net, objective, data, config.model, spec.task)
     optimizer = make_optimizer(config, objective.parameters(model))
     if source:
         optimizer.load_state_dict(source.training_state["optimizer"])
@@ -123,6 +125,40 @@ def train(config: TrainConfig, on_epoch: Callable[[EpochStats], None] | None = N
     result.transferred = transferred
     result.checkpoint.training_state = {"epoch": history[-1].epoch, "optimizer": optimizer.state_dict()}
     return result
+
+
+def _model(config: TrainConfig) -> tuple[TrainConfig, zoo.ModelSpec]:
+    """The model's spec, with --task for a user's own model (whose reference becomes absolute: the checkpoint
+    finds its file from any folder)."""
+    from dataclasses import replace
+
+    from dlc.sources import canonical_reference
+
+    spec = zoo.get(config.model)
+    if config.model in zoo.names():
+        if config.task and config.task != spec.task:
+            raise DlcError(f"{config.model} is a {spec.task} model; --task is for your own model "
+                           "(--model FILE.py:NAME)")
+        return config, spec
+    if (config.task or "classify") not in OWN_MODEL_TASKS:
+        raise DlcError(f"--task {config.task!r} is not one of {', '.join(OWN_MODEL_TASKS)}")
+    model = canonical_reference(config.model)
+    return replace(config, model=model), replace(spec, name=model, builder=model, task=config.task or "classify")
+
+
+def _check_own_model(net, objective, data: Splits, name: str, task: str) -> None:
+    """One loss on two training samples: a user's model that cannot take the data fails here, in one line."""
+    import torch
+
+    x, y = torch.from_numpy(data.x_train[:2]), torch.from_numpy(data.y_train[:2])
+    try:
+        with torch.no_grad():
+            objective.loss(net, x, y)
+    except Exception as e:  # the user's code: anything
+        needs = {"classify": "one score per class", "regress": "the targets' shape", "reconstruct": "its input's shape"}
+        raise DlcError(f"{name} cannot train on {data.name}: on a batch of inputs {list(x.shape)} (targets "
+                       f"{list(y.shape)}) {first_line(e)}; its forward must take the data's samples and return "
+                       f"{needs[task]} for --task {task}") from e
 
 
 def _resume_source(config: TrainConfig) -> Checkpoint | None:
@@ -167,6 +203,7 @@ def _normalization(config: TrainConfig, data: Splits) -> dict[str, list[float]] 
 
 def _finish(config, spec, model, objective, best_state, args, data: Splits, history, best, start,
             normalize) -> TrainResult:
+    from dlc.sources import source_sha256
     from dlc.zoo.layers import Normalized
 
     model.load_state_dict(best_state)
@@ -175,7 +212,7 @@ def _finish(config, spec, model, objective, best_state, args, data: Splits, hist
     test_loss, test_acc = objective.evaluate(net, data.x_test, data.y_test)
     ckpt = Checkpoint(model=config.model, model_args=args, state_dict=model.state_dict(),
                       input_shape=list(spec.sample_shape(args)), dataset=data.name, preprocess=data.preprocess,
-                      normalize=normalize)
+                      normalize=normalize, source_sha256=source_sha256(config.model))
     result = TrainResult(ckpt, history, best.epoch, train_acc, best.val_accuracy, test_acc, test_loss,
                          time.perf_counter() - start, stopped_early=len(history) < config.epochs, task=spec.task)
     ckpt.metrics = {k: v for k, v in result.summary().items() if k != "history"}

@@ -2,6 +2,7 @@
 
     classify     cross-entropy on the logits; accuracy
     reconstruct  mean squared error between the output and the input (autoencoder)
+    regress      mean squared error between the output and float targets (a user's own model)
     generate     the GAN game: the discriminator learns real (1) vs generated (0), the generator
                  learns to be scored real (non-saturating loss); the generator is what is trained
                  by the main optimizer and exported, the discriminator has an optimizer of its own
@@ -56,6 +57,19 @@ class Reconstruction(Classification):
         return torch.nn.functional.mse_loss(model(x), x), None
 
 
+class Regression(Classification):
+    """Mean squared error between the output and float targets `y` (an output of one value per sample matches a
+    1-D `y`)."""
+
+    has_accuracy = False
+
+    def loss(self, model, x, y):
+        import torch
+
+        out = model(x)
+        return torch.nn.functional.mse_loss(out.reshape(y.shape) if out.numel() == y.numel() else out, y), None
+
+
 class Adversarial:
     has_accuracy, early_stopping = False, False
 
@@ -105,9 +119,11 @@ def make_objective(task: str, model, config):
         return Classification(config.l1)
     if task == "reconstruct":
         return Reconstruction(config.l1)
+    if task == "regress":
+        return Regression(config.l1)
     if task == "generate":
         return Adversarial(model, config)
-    raise UnknownNameError(f"unknown task {task!r}; choose one of: classify, reconstruct, generate")
+    raise UnknownNameError(f"unknown task {task!r}; choose one of: classify, regress, reconstruct, generate")
 
 
 def l1_norm(module):

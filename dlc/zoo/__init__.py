@@ -47,10 +47,16 @@ def names() -> list[str]:
 
 
 def get(name: str) -> ModelSpec:
-    try:
+    """A zoo model's spec; for a user's own model (`net.py:build`, `package.module:Net`), a spec of its own."""
+    from dlc.sources import is_module_reference
+
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown model {name!r}; choose one of: {', '.join(names())}") from None
+    if is_module_reference(name) and not name.endswith(".pt2"):
+        return ModelSpec(name=name, builder=name, description="your own model", defaults={"input_shape": None},
+                         input_shape_arg="input_shape", output_names=("output",))
+    raise UnknownNameError(f"unknown model {name!r}; choose one of: {', '.join(names())}, or your own as "
+                           "FILE.py:NAME or PACKAGE.MODULE:NAME") from None
 
 
 def resolve_args(spec: ModelSpec, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -66,8 +72,13 @@ def resolve_args(spec: ModelSpec, overrides: dict[str, Any] | None = None) -> di
 
 
 def create(name: str, args: dict[str, Any] | None = None):
-    """Builds the torch module for zoo model `name` with `args` over its defaults."""
+    """Builds the torch module for zoo model `name` with `args` over its defaults (a user's own: as it builds)."""
     spec = get(name)
+    if name not in _REGISTRY:
+        from dlc.sources import load_module_source
+
+        resolve_args(spec, args)  # its only argument is the input shape the data set gives
+        return load_module_source(name).module
     module_name, attr = spec.builder.split(":")
     builder = getattr(importlib.import_module(module_name), attr)
     return builder(**resolve_args(spec, args))

@@ -1,5 +1,8 @@
 """A user's own PyTorch model, by reference: `file.py:build`, `package.module:attr` or a `.pt2` file.
 
+What `dlc export`, `dlc train` and the zoo (which builds such a reference like one of its own
+models) read them with; importing the reference runs the user's code, as `python file.py` would.
+
 `build` may be an `nn.Module`, a class or function returning one, or returning
 `(module, example_inputs)`. Example inputs can also come from input specs
 (`name:1x3x224x224:float32`); symbolic dims from `name:0=batch,1=seq`.
@@ -11,43 +14,20 @@ import importlib
 import importlib.util
 import re
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dlc.errors import DlcError, InputFileError, first_line
-from dlc.exporters.pytorch import ExportConfig, example_inputs, export_module
 
 DTYPES = ("float32", "float16", "float64", "int64", "int32", "bool")
 
 
 @dataclass
 class ModuleSource:
-    module: Any  # torch.nn.Module, in eval mode
+    module: Any  # torch.nn.Module
     examples: tuple | None  # example inputs the source gave (tensors), or None
     label: str  # how the user named it: "net.py:build"
-
-
-def export_source(source: str, out: str | Path, config: ExportConfig = ExportConfig(), *,
-                  inputs: Sequence[str] = (), dynamic: Sequence[str] = (), weights: str | Path | None = None):
-    """`dlc export` of a user's own model: `inputs` and `dynamic` as the CLI spells them."""
-    specs = [parse_input_spec(text) for text in inputs]
-    axes: dict[str, dict[int, str]] = {}
-    for text in dynamic:
-        name, dims = parse_dynamic_spec(text)
-        axes.setdefault(name, {}).update(dims)
-    loaded = load_module_source(source, weights)
-    if specs:
-        example, names = example_inputs(specs, config.seed), [name for name, _, _ in specs]
-    elif loaded.examples is not None:
-        example, names = loaded.examples, None
-    else:
-        raise DlcError(f"{source} gives no example inputs; name them with --input NAME:SHAPE[:DTYPE] "
-                       "(e.g. --input image:1x3x224x224), or return (module, example_inputs) from it")
-    meta = {"dlc.source": source, "dlc.model": type(loaded.module).__name__}
-    return export_module(loaded.module, example, out, config, input_names=names, dynamic=axes,
-                         label=type(loaded.module).__name__, metadata=meta)
 
 
 def default_output(source: str) -> Path:
@@ -64,6 +44,42 @@ def is_module_reference(source: str) -> bool:
         return True
     left, sep, attr = source.rpartition(":")
     return bool(sep and attr.isidentifier() and (left.endswith(".py") or re.fullmatch(r"[\w.]+", left)))
+
+
+def canonical_reference(source: str) -> str:
+    """`net.py:build` with the file's absolute path, so that a checkpoint finds it from any folder."""
+    location, _, name = source.rpartition(":")
+    return f"{Path(location).resolve()}:{name}" if location.endswith(".py") else source
+
+
+def source_sha256(source: str) -> str | None:
+    """The sha256 of the file holding a reference's code (the .py file, or the package module's); None for a
+    zoo name or a module that cannot be found."""
+    from dlc.artifact import sha256_file
+
+    if not is_module_reference(source):
+        return None
+    location = source.rpartition(":")[0]
+    if location.endswith(".py"):
+        path = Path(location)
+    else:
+        try:
+            spec = importlib.util.find_spec(location)
+        except (ImportError, ValueError):
+            return None
+        path = Path(spec.origin) if spec and spec.origin else None
+    return sha256_file(path) if path and path.is_file() else None
+
+
+def require_unchanged(source: str, sha256: str | None) -> None:
+    """Refuses to run a reference's code when its file is not the one a checkpoint was trained with."""
+    if sha256 is None:
+        return
+    now = source_sha256(source)
+    if now != sha256:
+        what = "is missing" if now is None else "changed since the checkpoint was written"
+        raise DlcError(f"the code of {source} {what}, so its weights may not fit and it was not run; restore "
+                       "that file, or train again with `dlc train --model`")
 
 
 def load_module_source(source: str, weights: str | Path | None = None) -> ModuleSource:
