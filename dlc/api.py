@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from dlc.artifact import Artifact
     from dlc.exporters.pytorch import ExportReport
-    from dlc.optimize import OptimizeReport
+    from dlc.optimization import OptimizeReport
     from dlc.runtime.bench import BenchReport
     from dlc.runtime.session import Session
 
@@ -53,13 +53,17 @@ def export(model: Any, example_inputs: Any = None, out: str | Path = "model.onnx
     label = None
     if isinstance(model, (str, Path)):
         loaded = load_module_source(str(model))
-        model, example_inputs, label = loaded.module, example_inputs or loaded.examples, loaded.label
+        model, label = loaded.module, loaded.label
+        example_inputs = loaded.examples if example_inputs is None else example_inputs
     if not isinstance(model, torch.nn.Module):
         raise DlcError(f"dlc.export takes a torch.nn.Module or a reference such as 'net.py:build', not "
                        f"{type(model).__name__}")
-    if example_inputs is None:
-        raise DlcError(f"dlc.export needs example inputs for {type(model).__name__}: a tensor or a tuple of them")
-    example = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    example = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else example_inputs
+    if not isinstance(example, (tuple, list)) or not example or \
+            not all(isinstance(x, torch.Tensor) for x in example):
+        raise DlcError(f"dlc.export needs example inputs for {type(model).__name__}: a tensor or a tuple of tensors, "
+                       f"not {type(example_inputs).__name__}")
+    example = tuple(example)
     name = type(model).__name__
     return export_module(model, example, out, config, input_names=input_names, output_names=output_names,
                          dynamic=dynamic, label=name, metadata={"dlc.model": name, "dlc.source": label or "python"})
@@ -68,7 +72,7 @@ def export(model: Any, example_inputs: Any = None, out: str | Path = "model.onnx
 def optimize(model: str | Path, out: str | Path, *, level: int = 2, passes: Sequence[str] = (),
              float16: bool = False, force: bool = False) -> OptimizeReport:
     """Runs dlc's graph passes over an ONNX file, each verified on ONNX Runtime (as `dlc optimize`)."""
-    from dlc.optimize import OptimizeConfig, optimize_file
+    from dlc.optimization import OptimizeConfig, optimize_file
 
     return optimize_file(model, out, OptimizeConfig(level=level, passes=tuple(passes), float16=float16, force=force))
 

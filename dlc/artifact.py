@@ -64,8 +64,14 @@ def why_not_replaceable(path: Path) -> str | None:
     return None
 
 
-def save_golden(path: Path, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
-    arrays = {f"input/{k}": v for k, v in inputs.items()} | {f"output/{k}": v for k, v in outputs.items()}
+def save_golden(path: Path, cases: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]) -> None:
+    """Inputs and ONNX Runtime's outputs: the first case as input/NAME, output/NAME; more (a dynamic artifact's
+    other sizes) as caseI/input/NAME, caseI/output/NAME."""
+    arrays = {}
+    for i, (inputs, outputs) in enumerate(cases):
+        prefix = f"case{i}/" if i else ""
+        arrays |= {f"{prefix}input/{k}": v for k, v in inputs.items()}
+        arrays |= {f"{prefix}output/{k}": v for k, v in outputs.items()}
     with open(path, "wb") as f:
         np.savez(f, **arrays)
 
@@ -173,11 +179,24 @@ class Artifact:
     def outputs(self) -> list[TensorSpec]:
         return [TensorSpec.from_dict(d) for d in self.manifest["outputs"]]
 
+    @property
+    def max_shape(self) -> dict[str, int]:
+        """A dynamic artifact's upper bound per symbolic dimension; empty for a static one."""
+        return dict(self.manifest.get("max_shape") or {})
+
     def golden(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The golden inputs and ONNX Runtime's outputs (a dynamic artifact's first size)."""
+        return self.golden_cases()[0]
+
+    def golden_cases(self) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+        """Every golden case: one for a static artifact, one per verified size for a dynamic one."""
+        cases: dict[str, tuple[dict, dict]] = {}
         with np.load(self.path / self.manifest["files"]["golden"]["path"], allow_pickle=False) as z:
-            inputs = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("input/")}
-            outputs = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("output/")}
-        return inputs, outputs
+            for key in z.files:  # input/NAME, output/NAME, caseI/input/NAME...; a NAME may hold "/"
+                case, rest = ("", key) if key.startswith(("input/", "output/")) else key.split("/", 1)
+                kind, _, name = rest.partition("/")
+                cases.setdefault(case, ({}, {}))[kind == "output"][name] = z[key]
+        return [cases[k] for k in sorted(cases, key=lambda c: int(c.removeprefix("case") or 0))]
 
 
 def _runtime_only_tvm() -> bool:
@@ -230,6 +249,10 @@ def _manifest_problem(root: Path, manifest: dict[str, Any]) -> str | None:
             return f"names its {role} file outside the artifact"
         if not (root / relative).resolve().is_relative_to(root.resolve()):  # a symlink out of it
             return f"names its {role} file outside the artifact (through a link)"
+    bounds = manifest.get("max_shape", {})
+    if not isinstance(bounds, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                               for v in bounds.values()):
+        return "has an invalid 'max_shape' (symbol: positive size)"
     features = manifest.get("cpu_features", [])
     if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
         return "has an invalid 'cpu_features' (a list of feature names)"

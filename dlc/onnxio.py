@@ -86,8 +86,12 @@ def _check_external_data(path: Path) -> None:
         if not uses_external_data(tensor):
             continue
         location = Path(ExternalDataInfo(tensor).location)
-        if location.is_absolute() or ".." in location.parts or \
-                not (folder / location).resolve().is_relative_to(folder):
+        try:
+            outside = location.is_absolute() or ".." in location.parts or \
+                not (folder / location).resolve().is_relative_to(folder)
+        except (ValueError, OSError):  # a NUL byte, a name too long
+            outside = True
+        if outside:
             raise InvalidModelError(f"{path} keeps tensor {tensor.name!r} in {location}, outside the model's folder; "
                                     "it was not read. Keep the data files beside the model (torch.onnx.export "
                                     "writes NAME.onnx.data there)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import re
 import sys
 from dataclasses import dataclass
@@ -109,8 +110,11 @@ def _attribute(source: str):
         sys.path.insert(0, str(path.resolve().parent))  # so it can import its neighbours
         try:
             spec.loader.exec_module(namespace)
+        except SystemExit as e:
+            raise DlcError(f"{path} exited while being imported (exit code {e.code}): put its script code under "
+                           "`if __name__ == '__main__':`") from e
         except Exception as e:  # the user's code: anything
-            raise DlcError(f"{path} failed to import: {first_line(e)}") from e
+            raise DlcError(f"{path} failed to import: {type(e).__name__}: {first_line(e)}") from e
         finally:
             sys.path.remove(str(path.resolve().parent))
     else:
@@ -118,6 +122,11 @@ def _attribute(source: str):
             namespace = importlib.import_module(location)
         except ImportError as e:
             raise DlcError(f"cannot import {location!r} ({first_line(e)}); is it installed or on PYTHONPATH?") from e
+        except SystemExit as e:
+            raise DlcError(f"{location} exited while being imported (exit code {e.code}): put its script code "
+                           "under `if __name__ == '__main__':`") from e
+        except Exception as e:  # a relative name (TypeError), or the module's own code failing
+            raise DlcError(f"cannot import {location!r}: {type(e).__name__}: {first_line(e)}") from e
     if not hasattr(namespace, name):
         defined = sorted(n for n, v in vars(namespace).items() if callable(v) and not n.startswith("_")
                          and getattr(v, "__module__", None) == namespace.__name__)
@@ -134,8 +143,8 @@ def _build(source: str, attribute) -> tuple[Any, tuple | None]:
         raise DlcError(f"{source} is a {type(attribute).__name__}, not a module or a callable that builds one")
     try:
         built = attribute()
-    except Exception as e:
-        raise DlcError(f"{source}() failed: {first_line(e)}") from e
+    except (Exception, SystemExit) as e:  # the user's code: anything
+        raise DlcError(f"{source}() failed: {type(e).__name__}: {first_line(e)}") from e
     if isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module):
         return built[0], _as_tuple(built[1], source)
     return built, None
@@ -156,10 +165,14 @@ def _load_pt2(source: str) -> tuple[Any, tuple | None]:
     path = Path(source)
     if not path.is_file():
         raise InputFileError(f"model file not found: {path}")
+    torch_log = logging.getLogger("torch")
+    level, torch_log.level = torch_log.level, logging.CRITICAL  # it logs a traceback before raising on junk
     try:
         program = torch.export.load(str(path))
     except Exception as e:
         raise DlcError(f"{path} is not a program saved by torch.export.save ({first_line(e)})") from e
+    finally:
+        torch_log.setLevel(level)
     examples = program.example_inputs[0] if program.example_inputs else None
     return program.module(), tuple(examples) if examples else None
 
@@ -186,9 +199,9 @@ def _load_weights(module, weights: str | Path, source: str) -> None:
 def parse_input_spec(text: str) -> tuple[str, tuple[int, ...], str]:
     """`name:1x3x224x224[:float32]` → (name, shape, dtype)."""
     parts = text.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not re.fullmatch(r"\d+(x\d+)*", parts[1]) or \
+    if len(parts) not in (2, 3) or not parts[0] or not re.fullmatch(r"[1-9]\d*(x[1-9]\d*)*", parts[1]) or \
             (len(parts) == 3 and parts[2] not in DTYPES):
-        raise DlcError(f"--input {text!r} does not parse; write NAME:SHAPE[:DTYPE], e.g. "
+        raise DlcError(f"--input {text!r} does not parse; write NAME:SHAPE[:DTYPE] with sizes >= 1, e.g. "
                        f"--input image:1x3x224x224:float32 (dtypes: {', '.join(DTYPES)})")
     return parts[0], tuple(int(d) for d in parts[1].split("x")), parts[2] if len(parts) == 3 else "float32"
 
@@ -197,7 +210,9 @@ def parse_dynamic_spec(text: str) -> tuple[str, dict[int, str]]:
     """`tokens:0=batch,1=seq` → ("tokens", {0: "batch", 1: "seq"})."""
     name, sep, dims = text.partition(":")
     pairs = [d.partition("=") for d in dims.split(",")] if sep else []
-    if not name or not pairs or any(not a.isdigit() or not eq or not s.isidentifier() for a, eq, s in pairs):
-        raise DlcError(f"--dynamic {text!r} does not parse; write NAME:AXIS=SYMBOL[,AXIS=SYMBOL], e.g. "
+    axes = [a for a, _, _ in pairs]
+    if not name or not pairs or len(set(axes)) < len(axes) or \
+            any(not a.isdigit() or not eq or not s.isidentifier() for a, eq, s in pairs):
+        raise DlcError(f"--dynamic {text!r} does not parse; write NAME:AXIS=SYMBOL[,AXIS=SYMBOL], each axis once, e.g. "
                        "--dynamic tokens:0=batch,1=seq")
     return name, {int(a): s for a, _, s in pairs}

@@ -69,6 +69,24 @@ def check_inputs(specs: list[TensorSpec], inputs: dict[str, np.ndarray]) -> dict
     return {name: np.ascontiguousarray(inputs[name]) for name in by_name}
 
 
+def check_sizes(specs: list[TensorSpec], inputs: dict[str, np.ndarray], bounds: dict[str, int]) -> dict[str, int]:
+    """The size of each symbolic dimension in `inputs` (checked by check_inputs): one size per symbol across the
+    inputs, within its bound. Memory was planned for the bounds: a larger size must never reach the kernels."""
+    sizes: dict[str, int] = {}
+    for spec in specs:
+        for axis, dim in enumerate(spec.shape):
+            if isinstance(dim, int):
+                continue
+            size = inputs[spec.name].shape[axis]
+            if sizes.setdefault(dim, size) != size:
+                raise InputMismatchError(f"inputs disagree on {dim}: {sizes[dim]} and {size} ({spec.name} axis "
+                                         f"{axis}); every input's {dim} must be one size")
+            if size > bounds.get(dim, size) or size < 1:
+                raise InputMismatchError(f"{spec.name} has {dim}={size}, outside 1..{bounds[dim]}, the sizes this "
+                                         f"artifact was compiled for; recompile with a larger --max-shape {dim}=N")
+    return sizes
+
+
 def _fits(spec: TensorSpec, array) -> bool:
     # dtype == a cached np.dtype: `array.dtype.name` builds a string, 2 µs a call
     return (isinstance(array, np.ndarray) and array.dtype == _np_dtype(spec.dtype) and array.flags.c_contiguous
@@ -95,12 +113,14 @@ def load_inputs(path, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
     return check_inputs(specs, given)
 
 
-def random_inputs(specs: list[TensorSpec], seed: int = 0, batch: int = STATIC_DIM) -> dict[str, np.ndarray]:
-    """Reproducible sample inputs; symbolic dimensions become `batch`."""
+def random_inputs(specs: list[TensorSpec], seed: int = 0, batch: int = STATIC_DIM,
+                  sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Reproducible sample inputs; a symbolic dimension becomes its size in `sizes`, else `batch`."""
     rng = np.random.default_rng(seed)
+    sizes = sizes or {}
     out = {}
     for spec in specs:
-        shape = tuple(d if isinstance(d, int) else batch for d in spec.shape)
+        shape = tuple(d if isinstance(d, int) else sizes.get(d, batch) for d in spec.shape)
         dtype = np.dtype(spec.dtype)
         if dtype.kind == "f":
             out[spec.name] = rng.random(shape, dtype=np.float32).astype(dtype)
@@ -113,12 +133,44 @@ def random_inputs(specs: list[TensorSpec], seed: int = 0, batch: int = STATIC_DI
 
 def static_specs(specs: list[TensorSpec], shapes: dict[str, list[int]] | None) -> list[TensorSpec]:
     """Input specs with every dimension fixed: from `shapes`, else STATIC_DIM for a symbolic first dim."""
+    shapes = _known(specs, shapes)
+    return [_static_spec(s, shapes.get(s.name)) for s in specs]
+
+
+def dynamic_specs(specs: list[TensorSpec], shapes: dict[str, list[int]] | None,
+                  bounds: dict[str, int]) -> list[TensorSpec]:
+    """Input specs with the inputs `shapes` names fixed and every other symbolic dimension kept; each symbol
+    left needs an upper bound in `bounds` (what memory is planned for)."""
+    shapes = _known(specs, shapes)
+    result = [_static_spec(s, shapes[s.name]) if s.name in shapes else s for s in specs]
+    symbols = {d for s in result for d in s.shape if not isinstance(d, int)}
+    if not symbols:
+        raise InputMismatchError("--dynamic keeps symbolic dimensions, and the model's inputs have none left "
+                                 f"({'; '.join(map(str, result))}): compile without --dynamic")
+    missing, unknown = sorted(symbols - set(bounds)), sorted(set(bounds) - symbols)
+    if missing:
+        raise InputMismatchError(f"--dynamic keeps {', '.join(missing)} symbolic: give each an upper bound, e.g. "
+                                 f"--max-shape {missing[0]}=512")
+    if unknown:
+        raise InputMismatchError(f"--max-shape names {', '.join(unknown)}, which no input has as a symbolic "
+                                 f"dimension; the symbols are: {', '.join(sorted(symbols))}")
+    return result
+
+
+def golden_sizes(bounds: dict[str, int]) -> list[dict[str, int]]:
+    """The sizes a dynamic artifact is verified at: every symbol at 1, at an odd size within, at its bound."""
+    levels = [lambda b: 1, lambda b: max(1, b // 2 + 1), lambda b: b]
+    cases = [{symbol: level(bound) for symbol, bound in bounds.items()} for level in levels]
+    return [case for i, case in enumerate(cases) if case not in cases[:i]]
+
+
+def _known(specs: list[TensorSpec], shapes: dict[str, list[int]] | None) -> dict[str, list[int]]:
     shapes = dict(shapes or {})
     unknown = sorted(set(shapes) - {s.name for s in specs})
     if unknown:
         raise InputMismatchError(f"--shape names unknown input(s) {', '.join(unknown)}; "
                                  f"the model's inputs are: {', '.join(s.name for s in specs)}")
-    return [_static_spec(s, shapes.get(s.name)) for s in specs]
+    return shapes
 
 
 def _static_spec(spec: TensorSpec, given: list[int] | None) -> TensorSpec:

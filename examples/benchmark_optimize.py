@@ -20,7 +20,7 @@ from dlc.errors import DlcError
 from dlc.exporters.pytorch import ExportConfig, export_checkpoint
 from dlc.fileio import write_json
 from dlc.onnxio import load_model
-from dlc.optimize import OptimizeConfig, optimize_file, summarize
+from dlc.optimization import OptimizeConfig, optimize_file, summarize
 from dlc.runtime.bench import BenchConfig, benchmark, machine_info
 from dlc.training import checkpoint
 

@@ -69,6 +69,9 @@ def resolve_source(source: str, model_args: dict[str, Any] | None = None) -> Che
     from dlc.errors import InputFileError
     from dlc.training import checkpoint
 
+    if source.endswith(".py"):
+        raise InputFileError(f"{source} is Python code: name the model in it, e.g. `dlc export {source}:build` "
+                             "(a module, or a callable returning one)")
     if Path(source).exists():
         return checkpoint.load(source)
     if source in zoo.names():
@@ -102,6 +105,10 @@ def export_source(source: str, out: str | Path, config: ExportConfig = ExportCon
         axes.setdefault(name, {}).update(dims)
     loaded = load_module_source(source, weights)
     if specs:
+        # named as the forward's parameters, the inputs go in its order, whatever order --input gave them in
+        order = forward_names(loaded.module, len(specs))
+        if {name for name, _, _ in specs} == set(order):
+            specs.sort(key=lambda spec: order.index(spec[0]))
         example, names = example_inputs(specs, config.seed), [name for name, _, _ in specs]
     elif loaded.examples is not None:
         example, names = loaded.examples, None
@@ -128,17 +135,27 @@ def export_module(module, example: tuple, out: str | Path, config: ExportConfig 
     check_output(out, config.force)
     if config.opset < MIN_OPSET:
         raise DlcError(f"opset {config.opset} is too old for torch's exporter; use --opset {MIN_OPSET} or newer")
-    module = _in_eval_mode(module)
     input_names = list(input_names or forward_names(module, len(example)))
-    dynamic = dict(dynamic or {})
-    unknown = sorted(set(dynamic) - set(input_names))
-    if unknown:
-        raise DlcError(f"--dynamic names unknown input(s) {', '.join(unknown)}; the inputs are: "
-                       f"{', '.join(input_names)}")
+    dynamic = _checked_dynamic(dynamic or {}, dict(zip(input_names, example)))
     # torch.export specializes a dimension whose example size is 0 or 1: dynamic ones are traced at SAMPLE_DIM or more
     traced = tuple(_resized(x, dynamic.get(name, {}), None) for name, x in zip(input_names, example))
+    was_training, module = module.training, _in_eval_mode(module)
+    try:
+        return _export_in_eval_mode(module, traced, out, config, input_names, output_names, dynamic, label,
+                                    metadata, start)
+    finally:
+        if was_training and not module.training:  # the caller's module comes back as it was given
+            module.train()
+
+
+def _export_in_eval_mode(module, traced, out: Path, config: ExportConfig, input_names, output_names, dynamic,
+                         label, metadata, start) -> ExportReport:
     result = _forward(module, traced, label)
     output_names = list(output_names or _output_names(result))
+    clash = sorted(set(input_names) & set(output_names))
+    if clash:
+        raise DlcError(f"{label} has an input and an output both named {clash[0]!r}; ONNX needs distinct names: "
+                       "rename the input (--input) or the output")
     tolerance = config.tolerance if config.tolerance is not None else DEFAULT_TOLERANCE
     with staged_model(out) as tmp:  # past 2 GB, torch writes the weights to OUT.data beside it
         _torch_export(module, traced, tmp, input_names, output_names, dynamic, config, label)
@@ -147,9 +164,27 @@ def export_module(module, example: tuple, out: str | Path, config: ExportConfig 
         _require_symbolic(inputs, dynamic, label)
         sizes = list(VALIDATION_SIZES) if dynamic else []
         diff = _validate(module, tmp, dict(zip(input_names, traced)), dynamic, sizes, tolerance, label)
-    checked = sizes or [int(example[0].shape[0]) if example and example[0].dim() else 1]
+    checked = sizes or [int(traced[0].shape[0]) if traced and traced[0].dim() else 1]
     return ExportReport(out, label, config.opset, inputs, outputs, diff, tolerance, checked,
                         time.perf_counter() - start)
+
+
+def _checked_dynamic(dynamic, example: dict) -> dict[str, dict[int, str]]:
+    """`dynamic` as {input: {axis: symbol}}, every input known and every axis within its rank."""
+    if not isinstance(dynamic, dict) or not all(
+            isinstance(axes, dict) and all(isinstance(a, int) and isinstance(s, str) and s.isidentifier()
+                                           for a, s in axes.items()) for axes in dynamic.values()):
+        raise DlcError("dynamic must map input names to {axis: symbol}, e.g. {'tokens': {0: 'batch', 1: 'seq'}}")
+    unknown = sorted(set(dynamic) - set(example))
+    if unknown:
+        raise DlcError(f"--dynamic names unknown input(s) {', '.join(unknown)}; the inputs are: "
+                       f"{', '.join(example)}")
+    for name, axes in dynamic.items():
+        bad = [a for a in axes if not 0 <= a < example[name].dim()]
+        if bad:
+            raise DlcError(f"--dynamic {name}:{bad[0]}=... names axis {bad[0]}, and {name} has "
+                           f"{example[name].dim()} axes (0 to {example[name].dim() - 1})")
+    return dict(dynamic)
 
 
 def example_inputs(specs: Sequence[tuple[str, tuple[int, ...], str]], seed: int = 0) -> tuple:
@@ -157,9 +192,13 @@ def example_inputs(specs: Sequence[tuple[str, tuple[int, ...], str]], seed: int 
     import torch
 
     generator = torch.Generator().manual_seed(seed)
-    return tuple(torch.randn(shape, generator=generator, dtype=getattr(torch, dtype))
-                 if dtype.startswith("float") else torch.zeros(shape, dtype=getattr(torch, dtype))
-                 for _, shape, dtype in specs)
+    try:
+        return tuple(torch.randn(shape, generator=generator, dtype=getattr(torch, dtype))
+                     if dtype.startswith("float") else torch.zeros(shape, dtype=getattr(torch, dtype))
+                     for _, shape, dtype in specs)
+    except RuntimeError as e:  # out of memory
+        raise DlcError(f"cannot make example inputs of shapes {', '.join('x'.join(map(str, s)) for _, s, _ in specs)}"
+                       f" ({first_line(e)}); give smaller ones with --input") from e
 
 
 def _in_eval_mode(module):
@@ -190,7 +229,7 @@ def _resized(x, axes: dict[int, str], size: int | None):
         n = x.shape[axis]
         target = max(n, SAMPLE_DIM) if size is None else size
         if target != n:
-            x = torch.index_select(x, axis, torch.arange(target) % n)
+            x = torch.index_select(x, axis, torch.arange(target, device=x.device) % n)
     return x
 
 
@@ -211,6 +250,21 @@ def _forward(module, example: tuple, label: str, resized: bool = False):
 
 def _shape(x) -> str:
     return f"{str(x.dtype).removeprefix('torch.')}[{'x'.join(map(str, x.shape))}]"
+
+
+def _numpy(tensor):
+    return tensor.detach().cpu().numpy()
+
+
+def _onnxruntime(call):
+    """`call()`, with ONNX Runtime's refusals (an op or dtype it lacks, bfloat16 say) as one line."""
+    try:
+        return call()
+    except DlcError:
+        raise
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise DlcError(f"ONNX Runtime cannot run the exported graph, so it cannot be checked: {first_line(e)}; "
+                       "export in float32 (module.float()) or with ops ONNX Runtime's CPU provider has") from e
 
 
 def _flat(result) -> list:
@@ -286,13 +340,14 @@ def _validate(module, onnx_path: Path, example: dict, dynamic, sizes: list[int],
     """PyTorch and ONNX Runtime on the example, at each of `sizes` of every dynamic dim (else as it is)."""
     from dlc.runtime.session import OrtSession
 
-    session, worst, failures = OrtSession(onnx_path), 0.0, []
+    session, worst, failures = _onnxruntime(lambda: OrtSession(onnx_path)), 0.0, []
     symbols = "/".join(sorted({s for axes in dynamic.values() for s in axes.values()}))
     for size in sizes or [None]:
         feed = {name: _resized(x, dynamic.get(name, {}), size) if size else x for name, x in example.items()}
         result = _forward(module, tuple(feed.values()), label, resized=size is not None)
-        want = {spec.name: e.numpy() for spec, e in zip(session.outputs, _flat(result))}
-        got = session.run({s.name: feed[s.name].numpy() for s in session.inputs})  # an unused input is not one
+        want = {spec.name: _numpy(e) for spec, e in zip(session.outputs, _flat(result))}
+        # an input the graph does not use is not one of its inputs
+        got = _onnxruntime(lambda: session.run({s.name: _numpy(feed[s.name]) for s in session.inputs}))
         result = compare(got, want, Tolerance(atol=tolerance, rtol=0.0), f"at {symbols} {size}" if size else "")
         worst, failures = max(worst, result.max_abs_diff), failures + result.failures
     if failures:

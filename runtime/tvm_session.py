@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from dlc.specs import ALIGNMENT, TensorSpec, check_inputs
+from dlc.specs import ALIGNMENT, TensorSpec, check_inputs, check_sizes
 from dlc.target import physical_cores, tvm_device, use_cuda_library
 
 
@@ -27,7 +27,8 @@ def use_all_cores(threads: int | None = None) -> None:
 class TvmSession:
     backend = "tvm"
 
-    def __init__(self, executable, inputs: list[TensorSpec], outputs: list[TensorSpec], device: str = "cpu"):
+    def __init__(self, executable, inputs: list[TensorSpec], outputs: list[TensorSpec], device: str = "cpu",
+                 bounds: dict[str, int] | None = None):
         from tvm.runtime.vm import VirtualMachine  # not tvm.relax: a runtime-only TVM has no compiler to import
 
         use_all_cores()
@@ -36,6 +37,7 @@ class TvmSession:
         self._vm = VirtualMachine(executable, self.device)
         self._main = self._vm["main"]
         self.inputs, self.outputs = inputs, outputs
+        self.bounds = dict(bounds or {})  # a dynamic artifact's upper bound per symbolic dimension
 
     @classmethod
     def from_artifact(cls, artifact, threads: int | None = None) -> "TvmSession":
@@ -47,7 +49,7 @@ class TvmSession:
         if artifact.device == "cuda":
             use_cuda_library(artifact.target.tvm.get("arch", "sm_50"))
         lib = tvm.runtime.load_module(str(artifact.library_path))
-        return cls(lib, artifact.inputs, artifact.outputs, artifact.device)
+        return cls(lib, artifact.inputs, artifact.outputs, artifact.device, artifact.max_shape)
 
     def time_on_device(self, inputs: dict[str, np.ndarray], number: int, repeat: int) -> list[float]:
         """ms per call of the model with `inputs` already on the device: `repeat` means of `number` calls each
@@ -63,6 +65,8 @@ class TvmSession:
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = check_inputs(self.inputs, inputs)
+        if self.bounds:
+            check_sizes(self.inputs, feed, self.bounds)
         result = self._main(*(self._to_device(feed[s.name]) for s in self.inputs))
         values = [result] if hasattr(result, "numpy") else list(result)
         return {o.name: self._to_numpy(v) for o, v in zip(self.outputs, values)}

@@ -73,6 +73,15 @@ def not_a_module():
     return 42
 
 
+class Doubles(nn.Module):
+    def forward(self, x):
+        return {"x": x * 2}
+
+
+def exits():
+    raise SystemExit(3)
+
+
 def fixed_batch():
     return FixedBatch(), torch.ones(4, 6)
 '''
@@ -185,6 +194,12 @@ def test_a_package_attribute_a_pt2_file_and_loaded_weights_export_the_same_model
     ("missing.py:build", [], ["model file not found: missing.py"]),
     ("no_such_package.nets:build", [], ["cannot import 'no_such_package.nets'", "PYTHONPATH"]),
     ("cnn", ["--dynamic", "input:0=batch"], ["for your own model", "--dynamic-batch"]),
+    ("net.py:build", ["--dynamic", "tokens:5=b"], ["names axis 5", "tokens has 2 axes"]),
+    ("net.py:build", ["--dynamic", "tokens:0=a,0=b"], ["each axis once"]),
+    ("net.py:bare", ["--input", "tokens:0x7:int64"], ["does not parse", "sizes >= 1"]),
+    ("net.py:Doubles", ["--input", "x:2x8"], ["an input and an output both named 'x'"]),
+    ("net.py:exits", [], ["net.py:exits() failed: SystemExit: 3"]),
+    ("net.py", [], ["is Python code: name the model in it", "net.py:build"]),
     ("net.py:build", ["--dynamic-batch"], ["for zoo models", "--dynamic NAME:0=batch"]),
 ])
 def test_bad_own_model_input_is_one_line_that_names_the_fix(net, tmp_path, source, args, fragments):
@@ -207,3 +222,21 @@ def test_an_out_of_range_index_reads_a_clipped_row_instead_of_crashing(tmp_path)
         "print('ok')"])
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
+def test_input_specs_follow_the_forwards_parameter_names_and_the_module_keeps_its_mode(net, tmp_path):
+    import dlc
+
+    out = tmp_path / "swapped.onnx"  # --input in the other order than forward(tokens, mask)
+    result = run_dlc("export", f"{net}:bare", "--input", "mask:2x7", "--input", "tokens:2x7:int64", "-o", out)
+    assert result.returncode == 0, result.stderr
+    model, example = _module(net)
+    assert [i.name for i in onnx.load(out).graph.input] == ["tokens", "mask"]
+    got = open_session("onnxruntime", out).run({"tokens": example[0].numpy(), "mask": example[1].numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got["logits"], model(*example)["logits"].numpy(), atol=1e-5)
+    model.train()
+    dlc.export(model, example, tmp_path / "m.onnx")
+    assert model.training  # exporting does not leave the caller's module in eval mode
+    for name in ("a", "b"):  # dlc.optimize is still the function after the module behind it was imported
+        dlc.optimize(tmp_path / "m.onnx", tmp_path / f"{name}.onnx")

@@ -36,14 +36,23 @@ def compile_(
                                                      "pipeline, to compare against.")] = Schedules.default,
     sign: Annotated[Path | None, typer.Option(help="Sign the artifact with this private key (from `dlc "
                                                    "keygen`).", show_default=False)] = None,
+    dynamic: Annotated[bool, typer.Option(help="Keep the inputs' symbolic dims (those --shape does not pin): one "
+                                                 "artifact for every size up to --max-shape.")] = False,
+    max_shape: Annotated[list[str] | None, typer.Option(help="With --dynamic, the upper bound of a symbolic dim, "
+                                                             "SYMBOL=N (repeatable), e.g. seq=512.")] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing artifact.")] = False,
 ):
     """Compile an ONNX model with TVM into a verified artifact directory."""
     from dlc.compiler.build import CompileConfig, TuningOptions, compile_model
+    from dlc.errors import DlcError
     from dlc.fileio import beside
 
     output = output or beside(model, ".dlc")
+    if max_shape and not dynamic:
+        raise DlcError("--max-shape bounds the symbolic dims that --dynamic keeps; add --dynamic, or pin the dims "
+                       "with --shape")
     config = CompileConfig(target=target, shapes=parse_shapes(shape), atol=atol, rtol=rtol, force=force,
+                           max_shape=_bounds(max_shape or []) if dynamic else None,
                            tuning=TuningOptions(trials=tune, minutes=tune_minutes, database=tuning_db),
                            schedules=schedules.value, sign=sign)
     with tuning_progress(f"compiling for {target}", tune) as on_tuning:
@@ -62,7 +71,22 @@ def compile_(
     console.print(f"wrote {output} (library {report.library_bytes / 1024:.0f} KiB, target "
                   f"{report.target.tvm}, {sum(report.seconds.values()):.1f} s)")
     if diff is not None:
-        console.print(f"verified against ONNX Runtime: max abs diff {diff:.2e}")
+        sizes = report.verified_sizes
+        where = f" at {', '.join('/'.join(f'{k}={v}' for k, v in c.items()) for c in sizes)}" if sizes else ""
+        console.print(f"verified against ONNX Runtime{where}: max abs diff {diff:.2e}")
     else:
         console.print(f"not verified here: {report.not_verified_because}; `dlc deploy` verifies it on a device "
                       "that runs it")
+
+
+def _bounds(values: list[str]) -> dict[str, int]:
+    """`["seq=512", "batch=8"]` → `{"seq": 512, "batch": 8}`."""
+    from dlc.errors import DlcError
+
+    bounds = {}
+    for value in values:
+        name, sep, size = value.partition("=")
+        if not sep or not name.isidentifier() or not size.isdigit() or int(size) < 1:
+            raise DlcError(f"--max-shape {value!r} is not SYMBOL=N with N >= 1; e.g. --max-shape seq=512")
+        bounds[name] = int(size)
+    return bounds

@@ -39,7 +39,7 @@ def optimize(
         return
     from dlc.errors import DlcError
     from dlc.fileio import beside, write_json
-    from dlc.optimize import OptimizeConfig, optimize_file
+    from dlc.optimization import OptimizeConfig, optimize_file
 
     if model is None:
         raise DlcError("missing MODEL: dlc optimize MODEL.onnx [-O2] [-o OUT.onnx]")

@@ -44,7 +44,7 @@ from dlc.errors import DlcError, first_line
 from dlc.fileio import atomic_path, check_output, write_json
 from dlc.numerics import Tolerance, require_close
 from dlc.onnxio import io_specs, load_model
-from dlc.specs import SAMPLE_DIM, TensorSpec, random_inputs, static_specs
+from dlc.specs import SAMPLE_DIM, TensorSpec, dynamic_specs, golden_sizes, random_inputs, static_specs
 from dlc.target import TargetSpec, cpu_features, resolve_target
 from dlc.version import __version__
 
@@ -69,6 +69,7 @@ class CompileConfig:
     tuning: TuningOptions = TuningOptions()
     schedules: str = "default"  # "none": TVM's own CPU pipeline, no dlc schedules (to compare against)
     sign: Path | None = None  # a private key to sign the artifact with (dlc.signing)
+    max_shape: dict[str, int] | None = None  # dynamic: symbolic dims stay, each up to its bound; None: static
 
 
 @dataclass
@@ -81,6 +82,7 @@ class CompileReport:
     tuning: dict[str, Any] | None = None
     not_verified_because: str | None = None  # why the library could not run here ("this CPU lacks avx512f")
     schedules: dict[str, Any] | None = None  # how each kernel was scheduled (schedules.schedule_summary); CPUs
+    verified_sizes: list[dict[str, int]] | None = None  # a dynamic artifact's: the sizes it was verified at
 
     def to_dict(self) -> dict[str, Any]:
         return {"artifact": str(self.artifact), "target": self.target.to_dict(), "seconds": self.seconds,
@@ -96,17 +98,22 @@ class Prepared:
     model: Any  # onnx.ModelProto, LSTM/GRU lowered
     lowered: dict[str, Any] | None  # what lower-recurrent did, if it ran
     target: TargetSpec
-    inputs: list[TensorSpec]  # every dimension fixed
+    inputs: list[TensorSpec]  # every dimension fixed, except with --dynamic
     source_sha256: str  # of the ONNX file as given
+    bounds: dict[str, int] = field(default_factory=dict)  # --dynamic: each symbolic dimension's upper bound
 
     def relax(self):
-        return import_relax(self.model, self.inputs)
+        return import_relax(self.model, self.inputs, self.bounds)
 
 
 def prepare(onnx_path: str | Path, config: CompileConfig) -> Prepared:
     model, lowered = load_for_tvm(onnx_path)
     target = resolve_target(config.target)
-    return Prepared(model, lowered, target, static_specs(io_specs(model)[0], config.shapes), sha256_file(onnx_path))
+    specs = io_specs(model)[0]
+    if config.max_shape is None:
+        return Prepared(model, lowered, target, static_specs(specs, config.shapes), sha256_file(onnx_path))
+    return Prepared(model, lowered, target, dynamic_specs(specs, config.shapes, config.max_shape),
+                    sha256_file(onnx_path), dict(config.max_shape))
 
 
 def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig = CompileConfig(),
@@ -119,8 +126,12 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
     out, timer = Path(out), _Timer()
     check_output(out, config.force, directory=why_not_replaceable)
     prepared = prepare(onnx_path, config)
-    target, inputs = prepared.target, prepared.inputs
-    _check_golden_size(inputs)
+    target, inputs, bounds = prepared.target, prepared.inputs, prepared.bounds
+    if bounds and (config.tuning.trials or config.tuning.minutes):
+        raise DlcError("tuning needs static shapes: tune a static build (without --dynamic), or compile --dynamic "
+                       "untuned")
+    cases = golden_sizes(bounds) if bounds else [{}]  # a dynamic artifact is verified at several sizes
+    _check_golden_size(inputs, cases)
     if config.sign:
         from dlc import signing
 
@@ -142,16 +153,22 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
     with atomic_path(out, directory=True, before_replace=recheck) as tmp:
         _export_library(executable, tmp / LIBRARY, fcompile, target)
         _write_onnx(prepared, onnx_path, tmp / ONNX)
-        golden_in = random_inputs(inputs, seed=config.seed)
-        golden_out = _onnxruntime_outputs(tmp / ONNX, golden_in)
-        save_golden(tmp / GOLDEN, golden_in, golden_out)
+        golden = []
+        for i, sizes in enumerate(cases):
+            golden_in = random_inputs(inputs, seed=config.seed + i, sizes=sizes)
+            golden.append((golden_in, _onnxruntime_outputs(tmp / ONNX, golden_in)))
+        save_golden(tmp / GOLDEN, golden)
+        golden_in, golden_out = golden[0]
         if default:
             schedules, tuning = _keep_the_faster(tmp, default, golden_in, fcompile, target, schedules, tuning)
         timer.mark("export")
-        diff = _verify(tmp, golden_in, golden_out, config, target) if not_here is None else None
+        diff = max(_verify(tmp, *case, config, target) for case in golden) if not_here is None else None
         timer.mark("verify")
-        manifest = _manifest(out.name.removesuffix(".dlc"), tmp, prepared, _specs_of(golden_out), diff,
-                             timer.seconds)
+        outputs = io_specs(prepared.model)[1] if bounds else _specs_of(golden_out)
+        manifest = _manifest(out.name.removesuffix(".dlc"), tmp, prepared, outputs, diff, timer.seconds)
+        if bounds:
+            manifest["max_shape"] = bounds
+            manifest["verification"]["sizes"] = cases
         manifest["verification"]["not_verified_because"] = not_here
         manifest["tuning"] = tuning
         manifest["schedules"] = schedules
@@ -159,19 +176,21 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
         if config.sign:
             signing.sign(tmp / MANIFEST, config.sign)
     return CompileReport(out, target, timer.seconds, diff, (out / LIBRARY).stat().st_size, tuning, not_here,
-                         schedules)
+                         schedules, cases if bounds else None)
 
 
 GOLDEN_LIMIT = 256 << 20  # bytes of golden inputs an artifact carries
 
 
-def _check_golden_size(inputs: list[TensorSpec]) -> None:
+def _check_golden_size(inputs: list[TensorSpec], cases: list[dict[str, int]]) -> None:
     """Refuses, before building, shapes whose golden inputs alone would make a huge artifact."""
-    size = sum(math.prod(s.shape) * np.dtype(s.dtype).itemsize for s in inputs)
+    size = sum(math.prod(sizes.get(d, d) for d in s.shape) * np.dtype(s.dtype).itemsize
+               for s in inputs for sizes in cases)
     if size > GOLDEN_LIMIT:
-        shapes = ", ".join(f"{s.name}={'x'.join(map(str, s.shape))}" for s in inputs)
+        shapes = ", ".join(f"{s.name}={'x'.join(str(cases[-1].get(d, d)) for d in s.shape)}" for s in inputs)
         raise DlcError(f"the inputs at {shapes} take {size / (1 << 20):.0f} MiB, and the artifact keeps a golden "
-                       f"copy of them; the limit is {GOLDEN_LIMIT >> 20} MiB: compile for smaller shapes (--shape)")
+                       f"copy of them; the limit is {GOLDEN_LIMIT >> 20} MiB: compile for smaller shapes (--shape, "
+                       "or a lower --max-shape)")
 
 
 def tune_model(onnx_path: str | Path, config: CompileConfig,

@@ -18,18 +18,45 @@ from dlc.errors import DlcError, first_line
 _PATCH_LOCK = threading.Lock()
 
 
-def import_relax(model, inputs):
-    """The ONNX model as a Relax IRModule with static input shapes (`inputs`) and embedded weights."""
+def import_relax(model, inputs, bounds: dict[str, int] | None = None):
+    """The ONNX model as a Relax IRModule with the input shapes `inputs` and embedded weights.
+
+    A symbolic dimension (a name in `inputs`) stays symbolic, one variable per name across
+    the inputs; `bounds` gives each its upper bound, which Relax plans memory for.
+    """
     from tvm.relax.frontend.onnx import from_onnx
 
+    static = {s.name: list(s.shape) for s in inputs if s.is_static()}
+    if len(static) < len(inputs):
+        model = _with_input_dims(model, inputs)  # the importer takes symbolic names from the graph's inputs only
     try:
         with _dlc_converters():
-            return from_onnx(model, shape_dict={s.name: list(s.shape) for s in inputs},
-                             dtype_dict={s.name: s.dtype for s in inputs}, keep_params_in_input=False)
+            mod = from_onnx(model, shape_dict=static, dtype_dict={s.name: s.dtype for s in inputs},
+                            keep_params_in_input=False)
     except Exception as e:  # the importer raises many types; any of them means "cannot import"
         raise DlcError(f"TVM's ONNX importer failed: {type(e).__name__}: {first_line(e)}; "
                        "run `dlc doctor MODEL.onnx` to see which ops are supported, or `dlc optimize MODEL.onnx` "
                        "first to fold the constants and shape computations the importer cannot read") from e
+    if bounds:
+        mod["main"] = mod["main"].with_attr("tir_var_upper_bound", dict(bounds))
+    return mod
+
+
+def _with_input_dims(model, inputs):
+    """A copy of `model` whose graph inputs have the dimensions of `inputs` (sizes, or symbol names)."""
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    by_name = {s.name: s for s in inputs}
+    for value in copy.graph.input:
+        if value.name in by_name:
+            for dim, want in zip(value.type.tensor_type.shape.dim, by_name[value.name].shape):
+                if isinstance(want, int):
+                    dim.dim_value = want
+                else:
+                    dim.dim_param = want
+    return copy
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from dlc.errors import InputMismatchError
 from dlc.runtime.serving.batching import Batcher, BatcherStopped
 from dlc.runtime.serving.protocol import (
     ProtocolError,
@@ -113,6 +114,8 @@ class _ModelRunner:
             return await self.batcher.submit(inputs)
         except BatcherStopped as e:
             raise ProtocolError(503, f"model {self.model.name!r} is not ready: {e}") from e
+        except InputMismatchError as e:  # what only the model's session can tell: a size over a dynamic bound
+            raise ProtocolError(400, str(e)) from e
         except Exception as e:
             raise ProtocolError(500, f"model {self.model.name!r} failed on this request: {type(e).__name__}: "
                                      f"{' '.join(str(e).split())[:500]}") from e

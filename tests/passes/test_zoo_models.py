@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dlc.exporters.pytorch import ExportConfig, export_checkpoint
-from dlc.optimize import OptimizeConfig, optimize_file
+from dlc.optimization import OptimizeConfig, optimize_file
 from dlc.runtime.session import OrtSession
 from dlc.specs import random_inputs
 from dlc.training import checkpoint
