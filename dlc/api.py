@@ -31,20 +31,23 @@ if TYPE_CHECKING:
 def export(model: Any, example_inputs: Any = None, out: str | Path = "model.onnx", *,
            dynamic: dict[str, dict[int, str]] | None = None, input_names: Sequence[str] | None = None,
            output_names: Sequence[str] | None = None, opset: int = 18, tolerance: float | None = None,
-           force: bool = False) -> ExportReport:
+           force: bool = False, allow_code: bool = False) -> ExportReport:
     """Exports `model` to ONNX at `out`, validated against PyTorch on ONNX Runtime (as `dlc export`).
 
     `model`: a `torch.nn.Module` called with `example_inputs` (a tensor or a tuple of them),
     or what `dlc export` takes: "net.py:build", "package.module:Net", a .pt2 file (these may
     bring their own examples), a `dlc train` checkpoint or a zoo name. `dynamic` makes axes
     symbolic: {"tokens": {0: "batch", 1: "seq"}}; they are validated at several sizes.
+    `allow_code`: a checkpoint of your own model may run its file (for this process on).
     """
     import torch
 
     from dlc.errors import DlcError
     from dlc.exporters.pytorch import ExportConfig, export_checkpoint, export_module, resolve_source
     from dlc.sources import is_module_reference, load_module_source
+    from dlc.training.checkpoint import permit_code
 
+    permit_code(allow_code)
     config = ExportConfig(opset=opset, tolerance=tolerance, force=force)
     if isinstance(model, (str, Path)) and not is_module_reference(str(model)):
         if example_inputs is not None or dynamic or input_names:
@@ -106,11 +109,15 @@ def load(model: str | Path, backend: str | None = None, *, threads: int | None =
 
 
 def bench(model: str | Path, *, backends: Sequence[str] | None = None, runs: int = 100, warmup: int = 10,
-          threads: int | None = None, checkpoint: str | Path | None = None) -> BenchReport:
+          threads: int | None = None, checkpoint: str | Path | None = None, allow_code: bool = False) -> BenchReport:
     """Benchmarks an artifact or ONNX file on each backend, each in a process of its own (as `dlc bench`).
 
     An ONNX file is compiled for this machine first when a backend runs artifacts.
+    `allow_code`: a checkpoint of your own model may run its file (for this process on).
     """
+    from dlc.training.checkpoint import permit_code
+
+    permit_code(allow_code)
     from dlc.compiler.session import benchmark
     from dlc.runtime.backends import default_backends
     from dlc.runtime.bench import BenchConfig

@@ -30,6 +30,8 @@ from dlc.specs import TensorSpec
 
 FORMAT = "dlc-artifact"
 FORMAT_VERSION = 1
+DYNAMIC_FORMAT_VERSION = 2  # an artifact with symbolic dims: a dlc that cannot check their bounds must refuse it
+FORMAT_VERSIONS = (FORMAT_VERSION, DYNAMIC_FORMAT_VERSION)
 MANIFEST = "manifest.json"
 LIBRARY = "model.so"
 ONNX = "model.onnx"
@@ -220,8 +222,9 @@ def _read_manifest(root: Path, content: bytes) -> dict[str, Any]:
         raise ArtifactIntegrityError(f"{file} is not valid JSON ({' '.join(str(e).split())[:200]}); recompile with "
                                      "`dlc compile`") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or \
-            manifest.get("format_version") != FORMAT_VERSION:
-        raise InvalidModelError(f"{root} is not a dlc artifact of format {FORMAT} v{FORMAT_VERSION}; "
+            manifest.get("format_version") not in FORMAT_VERSIONS:
+        versions = "/".join(map(str, FORMAT_VERSIONS))
+        raise InvalidModelError(f"{root} is not a dlc artifact of format {FORMAT} v{versions}; "
                                 "recompile it with this dlc's `dlc compile`")
     problem = _manifest_problem(root, manifest)
     if problem:

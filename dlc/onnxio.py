@@ -31,14 +31,14 @@ def staged_model(out: str | Path) -> Iterator[Path]:
             os.replace(file, out.parent / file.name)
 
 
-def save_model(model, path: str | Path, limit: int = PROTOBUF_LIMIT) -> None:
+def save_model(model, path: str | Path, limit: int | None = None) -> None:
     """Writes `model` to `path`: one file, or past protobuf's 2 GB limit with every initializer in PATH.data
     beside it, the layout torch.onnx.export writes (`model` then references that file). Write into
     `staged_model` to publish both atomically."""
     import onnx
 
     path = Path(path)
-    if model.ByteSize() < limit:
+    if model.ByteSize() < (limit or PROTOBUF_LIMIT):
         onnx.save(model, str(path))
     else:
         onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,

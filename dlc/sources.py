@@ -61,15 +61,27 @@ def source_sha256(source: str) -> str | None:
     if not is_module_reference(source):
         return None
     location = source.rpartition(":")[0]
-    if location.endswith(".py"):
-        path = Path(location)
-    else:
-        try:
-            spec = importlib.util.find_spec(location)
-        except (ImportError, ValueError):
-            return None
-        path = Path(spec.origin) if spec and spec.origin else None
+    path = Path(location) if location.endswith(".py") else _module_file(location)
     return sha256_file(path) if path and path.is_file() else None
+
+
+def _module_file(dotted: str) -> Path | None:
+    """The file of module `dotted` on sys.path, found without importing anything (find_spec would run the
+    parent packages' __init__)."""
+    from importlib.machinery import PathFinder
+
+    search = None
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        spec = PathFinder.find_spec(part, search)
+        if spec is None:
+            return None
+        if i == len(parts) - 1:
+            return Path(spec.origin) if spec.origin else None
+        search = spec.submodule_search_locations
+        if not search:
+            return None
+    return None
 
 
 def require_unchanged(source: str, sha256: str | None) -> None:

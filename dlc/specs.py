@@ -81,7 +81,10 @@ def check_sizes(specs: list[TensorSpec], inputs: dict[str, np.ndarray], bounds: 
             if sizes.setdefault(dim, size) != size:
                 raise InputMismatchError(f"inputs disagree on {dim}: {sizes[dim]} and {size} ({spec.name} axis "
                                          f"{axis}); every input's {dim} must be one size")
-            if size > bounds.get(dim, size) or size < 1:
+            if dim not in bounds:
+                raise InputMismatchError(f"{spec.name} axis {axis} ({dim}) has no bound in this artifact; "
+                                         "recompile it with --max-shape for every symbolic dim")
+            if size > bounds[dim] or size < 1:
                 raise InputMismatchError(f"{spec.name} has {dim}={size}, outside 1..{bounds[dim]}, the sizes this "
                                          f"artifact was compiled for; recompile with a larger --max-shape {dim}=N")
     return sizes
@@ -144,6 +147,11 @@ def dynamic_specs(specs: list[TensorSpec], shapes: dict[str, list[int]] | None,
     shapes = _known(specs, shapes)
     result = [_static_spec(s, shapes[s.name]) if s.name in shapes else s for s in specs]
     symbols = {d for s in result for d in s.shape if not isinstance(d, int)}
+    unnamed = [s.name for s in result if "?" in s.shape]
+    if unnamed:
+        raise InputMismatchError(f"input {unnamed[0]} has a dimension without a name, which --max-shape cannot "
+                                 "bound; pin it with --shape, or export with named dims (dlc export --dynamic "
+                                 "NAME:AXIS=SYMBOL)")
     if not symbols:
         raise InputMismatchError("--dynamic keeps symbolic dimensions, and the model's inputs have none left "
                                  f"({'; '.join(map(str, result))}): compile without --dynamic")

@@ -55,6 +55,8 @@ class TvmSession:
         """ms per call of the model with `inputs` already on the device: `repeat` means of `number` calls each
         (TVM's time_evaluator, which waits for the device), without copies in or out."""
         feed = check_inputs(self.inputs, inputs)
+        if self.bounds:
+            check_sizes(self.inputs, feed, self.bounds)
         args = [self._to_device(feed[s.name]) for s in self.inputs]
         timer = self._vm.time_evaluator("main", self.device, number=number, repeat=repeat)
         return [t * 1000.0 for t in timer(*args).results]

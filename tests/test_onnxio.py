@@ -51,3 +51,24 @@ def test_external_data_outside_the_folder_or_missing_is_refused_before_it_is_rea
     (tmp_path / "m.onnx").write_bytes(model.SerializeToString())  # onnx.save would write the data file
     with pytest.raises(InvalidModelError, match=fragment):
         load_model(tmp_path / "m.onnx")
+
+
+def test_an_artifact_of_a_model_past_the_limit_keeps_its_weights_in_a_hashed_data_file(tmp_path, monkeypatch):
+    import dlc.onnxio
+    from dlc.artifact import Artifact
+    from dlc.compiler.build import compile_model
+    from dlc.errors import ArtifactIntegrityError
+
+    weight = np.random.default_rng(1).random((64, 32), dtype=np.float32)
+    with staged_model(tmp_path / "m.onnx") as staged:
+        save_model(_matmul(weight), staged, limit=1000)  # as torch.onnx.export writes it
+    monkeypatch.setattr(dlc.onnxio, "PROTOBUF_LIMIT", 1000)  # the 2 GB limit, scaled down
+    report = compile_model(tmp_path / "m.onnx", tmp_path / "m.dlc")
+    assert report.max_abs_diff < 1e-4
+    artifact = Artifact.load(tmp_path / "m.dlc")
+    assert artifact.manifest["files"]["onnx_data"]["path"] == "model.onnx.data"
+    x = np.ones((1, 64), np.float32)
+    np.testing.assert_allclose(OrtSession(artifact.onnx_path).run({"x": x})["y"], x @ weight, rtol=1e-5)
+    (tmp_path / "m.dlc" / "model.onnx.data").write_bytes(b"\0" * 8192)
+    with pytest.raises(ArtifactIntegrityError, match="model.onnx.data does not match"):
+        Artifact.load(tmp_path / "m.dlc")

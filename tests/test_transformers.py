@@ -51,3 +51,25 @@ def test_a_transformers_model_exported_by_torch_goes_through_every_command(build
     assert bench.returncode == 0, bench.stderr
     tvm = next(r for r in json.loads(report.read_text())["results"] if r["backend"] == "tvm")
     assert tvm["max_abs_diff"] < 1e-4
+
+
+def test_dlc_serve_reads_an_onnx_file_whose_weights_are_beside_it(tmp_path):
+    import numpy as np
+    import tritonclient.http as triton
+
+    from dlc.runtime.backends import open_session
+    from tests.runtime.test_serve import serving
+
+    torch.manual_seed(0)
+    model, inputs = _vit()
+    onnx_path = tmp_path / "vit.onnx"
+    torch.onnx.export(model.eval(), tuple(inputs.values()), str(onnx_path), input_names=list(inputs), dynamo=True,
+                      external_data=True, verbose=False)
+    pixels = inputs["pixel_values"].numpy()
+    want = open_session("onnxruntime", onnx_path).run({"pixel_values": pixels})
+    with serving(onnx_path) as url:
+        tensor = triton.InferInput("pixel_values", list(pixels.shape), "FP32")
+        tensor.set_data_from_numpy(pixels)
+        answer = triton.InferenceServerClient(url).infer("vit", [tensor])
+    name = next(iter(want))
+    np.testing.assert_allclose(answer.as_numpy(name), want[name], atol=1e-6)

@@ -101,3 +101,7 @@ def bench_table(report) -> Table:
                       f"{r.latency_ms['p99']:.4f}", f"{r.throughput_per_s:,.0f}",
                       "-" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}", diff)
     return table
+
+
+ALLOW_CODE_HELP = ("Let a checkpoint of your own model run that model's file to rebuild it (a checkpoint from "
+                   "elsewhere may name any file: only if you trust it).")

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from dlc.cli._common import bench_table, console
+from dlc.cli._common import ALLOW_CODE_HELP, bench_table, console
 from dlc.cli.signing import TRUST_HELP, require_key
 from dlc.runtime.backends import BACKENDS
 
@@ -28,6 +28,7 @@ def bench(
     key: Annotated[str, typer.Option(help="The device key.")] = "",
     report: Annotated[Path | None, typer.Option(help="JSON report [default: MODEL.bench.json].")] = None,
     trust: Annotated[Path | None, typer.Option(help=TRUST_HELP, show_default=False)] = None,
+    allow_code: Annotated[bool, typer.Option(help=ALLOW_CODE_HELP)] = False,
 ):
     """Benchmark TVM, ONNX Runtime and PyTorch side by side on the same inputs."""
     from dlc.compiler.session import benchmark
@@ -35,7 +36,9 @@ def bench(
     from dlc.runtime.backends import default_backends
     from dlc.runtime.bench import BenchConfig
     from dlc.runtime.rpc import DeviceAddress
+    from dlc.training.checkpoint import permit_code
 
+    permit_code(allow_code)
     require_key(trust)
     chosen = tuple(b.strip() for b in backends.split(",")) if backends else default_backends(checkpoint is not None)
     config = BenchConfig(backends=chosen, warmup=warmup, runs=runs, threads=threads, checkpoint=checkpoint,

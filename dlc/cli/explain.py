@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from dlc.cli._common import console
+from dlc.cli._common import ALLOW_CODE_HELP, console
 
 
 def explain(
@@ -19,12 +19,15 @@ def explain(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="PNG to write [default: CHECKPOINT "
                                                 "with .explain.png].")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing output.")] = False,
+    allow_code: Annotated[bool, typer.Option(help=ALLOW_CODE_HELP)] = False,
 ):
     """Write gradient saliency and integrated-gradients maps of an image model as PNG (and JSON)."""
     from dlc.analysis.explain import explain_checkpoint
     from dlc.analysis.plots import save_attributions
     from dlc.fileio import beside, check_output, write_json
+    from dlc.training.checkpoint import permit_code
 
+    permit_code(allow_code)
     output = output or beside(checkpoint_path, ".explain.png")
     check_output(output, force)
     results = explain_checkpoint(checkpoint_path, index, inputs, target, steps)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from dlc.cli._common import console, parse_args
+from dlc.cli._common import ALLOW_CODE_HELP, console, parse_args
 
 TOLERANCE_HELP = "Max abs difference allowed between PyTorch and ONNX Runtime [default: the model's own, else 1e-4]."
 
@@ -33,13 +33,16 @@ def export(
     optimize: Annotated[bool, typer.Option(help="Let torch's exporter fold constants and batch norm; "
                                            "--no-optimize writes the graph as traced, for `dlc optimize`.")] = True,
     force: Annotated[bool, typer.Option(help="Overwrite an existing ONNX file.")] = False,
+    allow_code: Annotated[bool, typer.Option(help=ALLOW_CODE_HELP)] = False,
 ):
     """Export a model to ONNX and check ONNX Runtime's outputs against PyTorch's."""
     from dlc.errors import DlcError
     from dlc.exporters.pytorch import ExportConfig, export_checkpoint, export_source, resolve_source
     from dlc.sources import default_output, is_module_reference
     from dlc.fileio import beside, write_json
+    from dlc.training.checkpoint import permit_code
 
+    permit_code(allow_code)
     config = ExportConfig(opset=opset, dynamic_batch=dynamic_batch, batch=batch, tolerance=tolerance, force=force,
                           optimize=optimize)
     if is_module_reference(source):

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from dlc.artifact import (
+    DYNAMIC_FORMAT_VERSION,
     FORMAT,
     FORMAT_VERSION,
     GOLDEN,
@@ -43,7 +44,7 @@ from dlc.compiler.schedules import TUNED
 from dlc.errors import DlcError, first_line
 from dlc.fileio import atomic_path, check_output, write_json
 from dlc.numerics import Tolerance, require_close
-from dlc.onnxio import io_specs, load_model
+from dlc.onnxio import io_specs, load_model, save_model
 from dlc.specs import SAMPLE_DIM, TensorSpec, dynamic_specs, golden_sizes, random_inputs, static_specs
 from dlc.target import TargetSpec, cpu_features, resolve_target
 from dlc.version import __version__
@@ -167,6 +168,7 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
         outputs = io_specs(prepared.model)[1] if bounds else _specs_of(golden_out)
         manifest = _manifest(out.name.removesuffix(".dlc"), tmp, prepared, outputs, diff, timer.seconds)
         if bounds:
+            manifest["format_version"] = DYNAMIC_FORMAT_VERSION
             manifest["max_shape"] = bounds
             manifest["verification"]["sizes"] = cases
         manifest["verification"]["not_verified_because"] = not_here
@@ -236,15 +238,15 @@ def _write_onnx(prepared: Prepared, source: Path, path: Path) -> None:
 
     A lowered graph, or a source whose weights sit in external data files (torch's dynamo
     exporter writes `model.onnx.data` beside it), is written from the loaded model, its
-    weights inside, so the artifact needs nothing from beside it.
+    weights inside (past protobuf's 2 GB limit, in `model.onnx.data` in the artifact, hashed
+    like every file), so the artifact needs nothing from beside it.
     """
     import onnx
 
     if prepared.lowered or _has_external_data(source):
-        if prepared.model.ByteSize() > 2_000_000_000:
-            raise DlcError(f"{source} is over protobuf's 2 GB limit once its external data is inside; dlc compile "
-                           "cannot put it in an artifact yet")
-        onnx.save(prepared.model, str(path))
+        copy = onnx.ModelProto()
+        copy.CopyFrom(prepared.model)  # save_model moves the weights of one past 2 GB out to model.onnx.data
+        save_model(copy, path)
     else:
         shutil.copyfile(source, path)
 
@@ -408,8 +410,9 @@ def _manifest(name, tmp: Path, prepared: Prepared, outputs, diff, seconds) -> di
     import tvm
     import tvm_ffi
 
+    roles = [("library", LIBRARY), ("onnx", ONNX), ("golden", GOLDEN), ("onnx_data", f"{ONNX}.data")]
     files = {role: {"path": f, "sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size}
-             for role, f in (("library", LIBRARY), ("onnx", ONNX), ("golden", GOLDEN))}
+             for role, f in roles if (tmp / f).exists()}  # onnx_data: a model past 2 GB keeps its weights there
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

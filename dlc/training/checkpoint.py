@@ -11,13 +11,22 @@ from pathlib import Path
 from typing import Any
 
 from dlc import zoo
-from dlc.errors import InvalidModelError, UnknownNameError, first_line
+from dlc.errors import DlcError, InvalidModelError, UnknownNameError, first_line
 from dlc.fileio import atomic_path, require_file
 from dlc.sources import is_module_reference
 from dlc.version import __version__
 
 FORMAT = "dlc-checkpoint"
+ALLOW_CODE = "DLC_ALLOW_CODE"  # "1": a checkpoint of a user's own model may run that model's file
 FORMAT_VERSION = 1
+
+
+def permit_code(allowed: bool) -> None:
+    """`--allow-code`: this process and its children may rebuild checkpoints of users' own models."""
+    import os
+
+    if allowed:
+        os.environ[ALLOW_CODE] = "1"
 
 
 @dataclass
@@ -36,10 +45,17 @@ class Checkpoint:
     def build_module(self):
         """The module with these weights, in eval mode (wrapped in its input normalization, if any).
 
-        A user's own model is rebuilt by running its file, only if that is still the file it
-        was trained with."""
+        A user's own model is rebuilt by running its file: only when the user allows it
+        (ALLOW_CODE in the environment, which `--allow-code` sets), since a checkpoint from
+        elsewhere names any file it likes, and only if that file is the one it was trained with."""
+        import os
+
         from dlc.sources import require_unchanged
 
+        if self.model not in zoo.names() and os.environ.get(ALLOW_CODE) != "1":
+            raise DlcError(f"this checkpoint was trained from your own model {self.model}; rebuilding it runs that "
+                           "file's code, which dlc does not do unasked: pass --allow-code (or set "
+                           f"{ALLOW_CODE}=1) if you trust it")
         require_unchanged(self.model, self.source_sha256)
         module = zoo.create(self.model, self.model_args)
         module.load_state_dict(self.state_dict)

@@ -151,14 +151,17 @@ def _check_own_model(net, objective, data: Splits, name: str, task: str) -> None
     import torch
 
     x, y = torch.from_numpy(data.x_train[:2]), torch.from_numpy(data.y_train[:2])
+    was_training = net.training
     try:
         with torch.no_grad():
-            objective.loss(net, x, y)
+            objective.loss(net.eval(), x, y)  # eval: batch-norm statistics stay as they are
     except Exception as e:  # the user's code: anything
         needs = {"classify": "one score per class", "regress": "the targets' shape", "reconstruct": "its input's shape"}
         raise DlcError(f"{name} cannot train on {data.name}: on a batch of inputs {list(x.shape)} (targets "
                        f"{list(y.shape)}) {first_line(e)}; its forward must take the data's samples and return "
                        f"{needs[task]} for --task {task}") from e
+    finally:
+        net.train(was_training)
 
 
 def _resume_source(config: TrainConfig) -> Checkpoint | None:

@@ -84,8 +84,10 @@ class _ModelRunner:
             self.limit, merge, pad_to = None, 1, None
         elif isinstance(first, int):  # a fixed batch B: requests carry up to B samples, padded to B
             self.limit, merge, pad_to = first, min(first, config.max_batch), first if first > 1 else None
-        else:  # a symbolic batch: any size, merged up to --max-batch
-            self.limit, merge, pad_to = (config.max_batch if config.max_batch > 1 else None), config.max_batch, None
+        else:  # a symbolic batch: any size, merged up to --max-batch and within a dynamic artifact's bound
+            bound = getattr(model.session, "bounds", {}).get(first)
+            most = min(config.max_batch, bound) if bound else config.max_batch
+            self.limit, merge, pad_to = (most if config.max_batch > 1 else bound), most, None
         self.batched = batched
         relabel = batched and (self.limit is None or self.limit > 1)
         self.inputs = [TensorSpec(s.name, ("batch", *s.shape[1:]), s.dtype) if relabel else s for s in specs]

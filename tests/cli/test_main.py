@@ -67,8 +67,13 @@ def test_a_file_that_is_not_a_checkpoint_is_never_offered_as_an_output(tmp_path)
     script = tmp_path / "mymodel.py"
     script.write_text("import torch\n")
     proc = run_dlc("export", script)
-    assert_one_line_error(proc, "is not a dlc checkpoint", "dlc train")
+    assert_one_line_error(proc, "is Python code: name the model in it", "mymodel.py:build")
     assert "-o mymodel.py" not in proc.stderr and script.read_text() == "import torch\n"
+    checkpoint = tmp_path / "notes.txt"
+    checkpoint.write_text("not a checkpoint\n")
+    proc = run_dlc("export", checkpoint)
+    assert_one_line_error(proc, "is not a dlc checkpoint", "dlc train")
+    assert "-o notes.txt" not in proc.stderr and checkpoint.read_text() == "not a checkpoint\n"
 
 
 def test_ctrl_c_at_any_moment_of_start_up_is_never_a_traceback(tmp_path):

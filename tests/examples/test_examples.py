@@ -105,3 +105,14 @@ def test_cuda_benchmark_compiles_for_the_gpu_here_and_runs_only_where_one_is(tmp
         assert run.returncode == 0 and json.loads((tmp_path / "cuda.json").read_text())["models"]["mlp"]["verified"]
     else:
         assert run.returncode == 1 and "no CUDA GPU" in run.stderr and not (tmp_path / "cuda.json").exists()
+
+
+def test_dynamic_benchmark_times_one_dynamic_artifact_against_static_ones(tmp_path):
+    report, stdout = _report("benchmark_dynamic.py", tmp_path / "dynamic.json", "--models", "mlp", "--batches", "1,3",
+                             "--max-batch", "4", "--runs", "5")
+    mlp = report["models"]["mlp"]
+    assert mlp["batch_symbol"] == "batch" and set(mlp["p50_ms"]) == {"1", "3"}
+    for cell in mlp["p50_ms"].values():
+        assert cell["static"] > 0 and cell["dynamic"] > 0
+        assert cell["ratio"] == pytest.approx(cell["dynamic"] / cell["static"], rel=1e-2)
+    assert "dynamic/static" in stdout

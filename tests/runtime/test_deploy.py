@@ -167,3 +167,21 @@ def test_bench_puts_host_and_device_side_by_side(runner, board, pi_artifact, art
     assert device["peak_rss_mb"] is None and device["latency_ms"]["p50"] > 0
     assert device["max_abs_diff"] <= 1e-4  # same golden inputs, compared with ONNX Runtime on the host
     assert "tvm@raspberry-pi-4" in result.stdout
+
+
+def test_a_dynamic_artifact_is_verified_on_the_board_at_every_size(board, tmp_path):
+    """Cross-compiled with symbolic dims, checked on the emulated Pi at each size it was verified at here."""
+    import torch
+
+    import dlc
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    dlc.export(model, torch.randn(2, 5, 6), tmp_path / "m.onnx", dynamic={"input": {0: "batch", 1: "seq"}})
+    out = tmp_path / "m-pi4.dlc"
+    compiled = run_dlc("compile", tmp_path / "m.onnx", "-o", out, "--target", "raspberry-pi-4", "--dynamic",
+                       "--max-shape", "batch=4", "--max-shape", "seq=32")
+    assert compiled.returncode == 0, compiled.stderr
+    assert len(Artifact.load(out).golden_cases()) == 3
+    report = deploy(out, DeployConfig(rpc=board.address, key=board.key, number=1, repeat=1))
+    assert report.max_abs_diff <= 1e-4

@@ -47,10 +47,13 @@ def test_an_own_classifier_trains_on_digits_then_exports_and_benches_from_its_ch
     result = run_dlc("train", "--model", "nets.py:classifier", "--epochs", "8", "-o", checkpoint, cwd=folder)
     assert result.returncode == 0, result.stderr
     assert _metrics(checkpoint)["test_accuracy"] > 0.8
-    assert run_dlc("export", checkpoint, "--dynamic-batch", cwd=folder.parent).returncode == 0  # from another folder
+    refused = run_dlc("export", checkpoint, "--dynamic-batch", cwd=folder.parent)  # from another folder
+    assert_one_line_error(refused, "trained from your own model", "nets.py:classifier", "--allow-code")
+    assert not checkpoint.with_suffix(".onnx").exists()
+    assert run_dlc("export", checkpoint, "--dynamic-batch", "--allow-code", cwd=folder.parent).returncode == 0
     report = folder / "bench.json"
     bench = run_dlc("bench", checkpoint.with_suffix(".onnx"), "--checkpoint", checkpoint, "--runs", "5",
-                    "--report", report)
+                    "--report", report, "--allow-code")
     assert bench.returncode == 0, bench.stderr
     rows = {r["backend"]: r for r in json.loads(report.read_text())["results"]}
     assert set(rows) == {"tvm", "onnxruntime", "pytorch"} and rows["pytorch"]["max_abs_diff"] < 1e-4
@@ -64,7 +67,7 @@ def test_an_own_regressor_learns_float_targets_and_an_own_autoencoder_its_input(
     reconstructed = run_dlc("train", "--model", "nets.py:autoencoder", "--task", "reconstruct", "--epochs", "5",
                             "-o", "autoencoder.pt", cwd=folder)
     assert reconstructed.returncode == 0, reconstructed.stderr
-    assert run_dlc("export", "autoencoder.pt", cwd=folder).returncode == 0
+    assert run_dlc("export", "autoencoder.pt", cwd=folder, env={"DLC_ALLOW_CODE": "1"}).returncode == 0
 
 
 def test_a_checkpoint_does_not_run_its_models_file_once_that_file_changed(folder, tmp_path):
@@ -72,8 +75,8 @@ def test_a_checkpoint_does_not_run_its_models_file_once_that_file_changed(folder
     trained = run_dlc("train", "--model", "nets.py:classifier", "--epochs", "1", "-o", "c.pt", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     (tmp_path / "nets.py").write_text(NETS + "\nprint('not the code it was trained with')\n")
-    assert_one_line_error(run_dlc("export", "c.pt", cwd=tmp_path), "changed since the checkpoint was written",
-                          "was not run")
+    assert_one_line_error(run_dlc("export", "c.pt", "--allow-code", cwd=tmp_path),
+                          "changed since the checkpoint was written", "was not run")
     assert not (tmp_path / "c.onnx").exists()
 
 
@@ -88,3 +91,14 @@ def test_a_checkpoint_does_not_run_its_models_file_once_that_file_changed(folder
 def test_bad_own_training_input_is_one_line(folder, tmp_path, args, fragments):
     assert_one_line_error(run_dlc("train", *args, "--epochs", "1", "-o", tmp_path / "x.pt", cwd=folder), *fragments)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_checking_a_package_references_hash_imports_nothing(tmp_path, monkeypatch):
+    """A checkpoint naming `pkg.sub:x` must not run pkg/__init__.py just to find the file to hash."""
+    from dlc.sources import source_sha256
+
+    (tmp_path / "pkgx").mkdir()
+    (tmp_path / "pkgx" / "__init__.py").write_text("raise SystemExit('pkgx/__init__.py ran')\n")
+    (tmp_path / "pkgx" / "sub.py").write_text("x = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert source_sha256("pkgx.sub:x") is not None and source_sha256("pkgx.nope:x") is None
