@@ -4,6 +4,7 @@
 
     dlc.export(model, (x,), "m.onnx", dynamic={"x": {0: "batch"}})   # any torch.nn.Module
     dlc.optimize("m.onnx", "m.opt.onnx")
+    dlc.quantize("m.onnx", "m.int8.onnx", calibration="data.npz", max_drop=0.01)   # int8, within one point
     artifact = dlc.compile("m.opt.onnx", "m.dlc")                      # target="raspberry-pi-4" to cross-compile
     session = dlc.load("m.dlc")                                        # an .onnx file opens on ONNX Runtime
     outputs = session.run({"x": x.numpy()})
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from dlc.artifact import Artifact
     from dlc.exporters.pytorch import ExportReport
     from dlc.optimization import OptimizeReport
+    from dlc.quantization import QuantizeConfig, QuantizeReport
     from dlc.runtime.bench import BenchReport
     from dlc.runtime.session import Session
 
@@ -78,6 +80,27 @@ def optimize(model: str | Path, out: str | Path, *, level: int = 2, passes: Sequ
     from dlc.optimization import OptimizeConfig, optimize_file
 
     return optimize_file(model, out, OptimizeConfig(level=level, passes=tuple(passes), float16=float16, force=force))
+
+
+def quantize(model: str | Path, out: str | Path, config: QuantizeConfig | None = None, **options) -> QuantizeReport:
+    """Quantizes an ONNX file to int8 (static QDQ or dynamic) or float16 (as `dlc quantize`).
+
+    `options` are `dlc.quantization.QuantizeConfig`'s fields (or pass `config`): mode, checkpoint
+    or calibration (the data), samples, method, per_channel, symmetric, max_drop (0.01 = one
+    point of top-1: the layers that add the most error stay float until within it), keep_float,
+    force.
+    """
+    import dataclasses
+
+    from dlc.errors import DlcError
+    from dlc.quantization import QuantizeConfig, quantize_file
+
+    fields = {f.name for f in dataclasses.fields(QuantizeConfig)}
+    if unknown := sorted(set(options) - fields):
+        raise DlcError(f"dlc.quantize has no option {', '.join(unknown)}; the options are {', '.join(sorted(fields))}")
+    paths = {k: Path(v) for k, v in options.items() if k in ("checkpoint", "calibration") and v is not None}
+    lists = {k: tuple(v) for k, v in options.items() if k == "keep_float"}
+    return quantize_file(model, out, config or QuantizeConfig(**{**options, **paths, **lists}))
 
 
 def compile(model: str | Path, out: str | Path | None = None, *, target: str = "host",

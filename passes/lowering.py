@@ -1,7 +1,9 @@
 """Lowering passes: ops a backend lacks rewritten into ops it has, verified like every pass.
 
 TVM's ONNX importer has no LSTM or GRU; `lower-recurrent` unrolls them (see
-`dlc.passes.rules.recurrent`). `dlc compile` runs it by itself when a model needs it.
+`dlc.passes.rules.recurrent`). Nor does it take quantized operators (QLinearConv, QGemm…);
+`qoperator-to-qdq` (dlc.passes.quantize) rewrites them to QDQ. `dlc compile` runs each
+by itself when a model needs it: `LOWERINGS` says which pass takes which op.
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ import onnx_ir as ir
 
 from dlc.passes.cleanup import InferShapesPass
 from dlc.passes.infra import PassResult, RewritePass, register
+from dlc.passes.rules.qoperator import QOPERATOR_OPS
 from dlc.passes.rules.recurrent import LOWERED_OPS, lower_gru_rules, lower_lstm_rules
 
-__all__ = ["LOWERED_OPS", "LowerRecurrentPass"]
+__all__ = ["LOWERINGS", "LowerRecurrentPass"]
+
+# (domain, op type) → the pass that rewrites it into ops TVM imports
+LOWERINGS = {**{("", op): "lower-recurrent" for op in LOWERED_OPS}, **dict.fromkeys(QOPERATOR_OPS, "qoperator-to-qdq")}
 
 
 @register

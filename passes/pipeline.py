@@ -131,10 +131,17 @@ class Verifier:
         names = [o.name for o in session.get_outputs()]
         return dict(zip(names, (np.asarray(v) for v in session.run(names, feed))))
 
-    def step(self, model: ir.Model, pass_name: str, tolerance: Tolerance) -> tuple[float, float]:
-        """Max abs diff against the previous model and its limit; raises beyond the limit."""
+    def step(self, model: ir.Model, pass_name: str, tolerance: Tolerance | None) -> tuple[float, float | None]:
+        """Max abs diff against the previous model and its limit; raises beyond the limit.
+
+        A pass without a tolerance (quantization: it changes the numerics on purpose) has its
+        difference recorded, not judged.
+        """
         outputs = self.run(model)
-        result = compare(outputs, self.reference, tolerance)
+        result = compare(outputs, self.reference, tolerance or Tolerance())
+        if tolerance is None:
+            self.reference = outputs
+            return result.max_abs_diff, None
         if not result.ok:
             raise NumericMismatchError(f"pass {pass_name!r} changed output {'; '.join(result.failures)} on the "
                                        f"sample inputs; nothing was written (leave it out with --passes, or raise "

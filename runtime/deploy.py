@@ -101,7 +101,9 @@ def _deploy_once(artifact: Artifact, config: DeployConfig) -> DeployReport:
         raise
     except Exception as e:
         raise DeviceError(f"{config.address} failed during the run: {first_line(e)}") from e
-    diff = max(require_close(got, want, Tolerance(config.atol, config.rtol),
+    quantized = artifact.manifest.get("verification", {}).get("quantized_tolerance") or {}  # int8: a few steps
+    tolerance = Tolerance(max(config.atol, quantized.get("atol", 0.0)), max(config.rtol, quantized.get("rtol", 0.0)))
+    diff = max(require_close(got, want, tolerance,
                              "the device's outputs and ONNX Runtime's (golden)", "check the target it was compiled for")
                for _, got, want in runs)
     runs = np.asarray(timer.results) * 1000.0

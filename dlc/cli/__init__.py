@@ -80,6 +80,7 @@ def _register() -> None:
         export,
         inspect,
         optimize,
+        quantize,
         quickstart,
         serve,
         signing,
@@ -93,6 +94,7 @@ def _register() -> None:
     app.command("explain")(explain.explain)
     app.command("export")(export.export)
     app.command("optimize")(optimize.optimize)
+    app.command("quantize")(quantize.quantize)
     app.command("inspect")(inspect.inspect)
     app.command("compile")(compile.compile_)
     app.command("tune")(tune.tune)

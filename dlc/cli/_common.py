@@ -85,8 +85,15 @@ def schedules_line(schedules: dict) -> str:
     counts = schedules["kernels"]
     parts = [f"{n} {how.split(' (')[0]}" for how, n in sorted(counts.items(), key=lambda kv: -kv[1]) if how != "none"]
     parts.append(f"{counts.get('none', 0)} unscheduled")
-    return (f"kernels: {', '.join(parts)} — {100 * schedules['scheduled_flops_share']:.1f}% of FLOPs in scheduled "
+    line = (f"kernels: {', '.join(parts)} — {100 * schedules['scheduled_flops_share']:.1f}% of FLOPs in scheduled "
             "kernels")
+    arithmetic = schedules.get("arithmetic") or {}
+    integer = {k: arithmetic[k] for k in ("int8", "int16") if arithmetic.get(k)}
+    if integer:
+        kinds = " + ".join(f"{n} on {k} operands" for k, n in integer.items())
+        line += (f"; {sum(integer.values())} of {sum(arithmetic.values())} conv/matmul kernels compute in integers "
+                 f"({kinds})")
+    return line
 
 
 def bench_table(report) -> Table:

@@ -63,8 +63,8 @@ def check_coverage(model) -> CoverageReport:
         uses[key].nodes.append(node.name or f"<unnamed {node.op_type}>")
     for op in uses.values():
         op.supported = {"tvm": _tvm_supports(op), "onnxruntime": _ort_supports(op)}
-        if not op.supported["tvm"] and op.domain in _DEFAULT_DOMAINS and op.op_type in _lowered_ops():
-            op.lowering = "lower-recurrent"
+        if not op.supported["tvm"]:
+            op.lowering = _lowerings().get(("" if op.domain in _DEFAULT_DOMAINS else op.domain, op.op_type))
     return CoverageReport(opsets, sorted(uses.values(), key=lambda o: (o.domain, o.op_type)))
 
 
@@ -74,7 +74,7 @@ def require_supported(report: CoverageReport, backend: str) -> None:
     if not gaps:
         return
     listed = "; ".join(f"{op.qualified} ({_node_list(op.nodes)})" for op in gaps)
-    lowerable = [op.qualified for op in gaps if op.lowering]
+    lowerable = [op.qualified for op in gaps if op.lowering == "lower-recurrent"]
     hint = (f" dlc lowers {', '.join(lowerable)} only with a static sequence length, no sequence_lens and the "
             f"default activations: export with a fixed sequence length." if lowerable else "")
     raise UnsupportedOpError(
@@ -115,10 +115,10 @@ def _ort_supports(op: OpUse) -> bool:
     return any(start <= op.version <= end for start, end in ranges) if op.version else bool(ranges)
 
 
-def _lowered_ops() -> tuple[str, ...]:
-    from dlc.passes.lowering import LOWERED_OPS
+def _lowerings() -> dict[tuple[str, str], str]:
+    from dlc.passes.lowering import LOWERINGS
 
-    return LOWERED_OPS
+    return LOWERINGS
 
 
 @functools.cache

@@ -1,6 +1,7 @@
 """The Relax pipeline dlc compiles with, in three stages shared by compiling and tuning.
 
-    prepare    decompose inference ops; on CPUs, convolutions to NHWC with HWIO weights
+    prepare    decompose inference ops; on CPUs, quantized (QDQ) convolutions and matmuls in
+               integers (dlc.compiler.integer), convolutions to NHWC with HWIO weights
                (output channels innermost, so they vectorize like a matmul's columns; the
                weight transposes fold into constants at compile time, the activations'
                layout follows through pooling and elementwise ops) and exp, erf, tanh and
@@ -40,13 +41,18 @@ def prepare(mod, target, schedules: str = "default"):
     from tvm.relax.backend.cpu_generic import pipeline as cpu
     from tvm.relax.pipeline import zero_pipeline
 
+    from dlc.compiler.int8_dot import pack_int8_dots
+    from dlc.compiler.integer import to_integer
+
     passes = [relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings()]
     with target:
         mod = tvm.transform.Sequential(passes)(_bounded_gathers(mod))
         if not is_cpu(target):
             return zero_pipeline()(mod)
+        mod = to_integer(mod)[0]
         if schedules == "default":
             mod = fast_math()(relax.transform.FoldConstant()(_channels_last(mod)))
+            mod = pack_int8_dots(mod, target)[0]
         return tvm.transform.Sequential([*cpu.library_dispatch_passes(target), *cpu.legalize_passes(target)])(mod)
 
 

@@ -116,3 +116,15 @@ def test_dynamic_benchmark_times_one_dynamic_artifact_against_static_ones(tmp_pa
         assert cell["static"] > 0 and cell["dynamic"] > 0
         assert cell["ratio"] == pytest.approx(cell["dynamic"] / cell["static"], rel=1e-2)
     assert "dynamic/static" in stdout
+
+
+def test_quantize_benchmark_puts_float_and_int8_side_by_side(tmp_path):
+    report, stdout = _report("benchmark_quantize.py", tmp_path / "quantize.json", "--models", "cnn", "--runs", "5")
+    cnn = report["models"]["cnn"]
+    assert set(cnn["p50_ms"]) == {"tvm_float32", "tvm_int8", "onnxruntime_float32", "onnxruntime_int8"}
+    assert all(v > 0 for v in cnn["p50_ms"].values())
+    assert cnn["int8_speedup"]["tvm"] == pytest.approx(cnn["p50_ms"]["tvm_float32"] / cnn["p50_ms"]["tvm_int8"],
+                                                       rel=1e-2)
+    assert sum(cnn["int8_kernels"].values()) == 4 and set(cnn["int8_kernels"]) <= {"int8", "int16"}
+    assert cnn["file_bytes"]["int8"] < 0.35 * cnn["file_bytes"]["float32"]
+    assert "| cnn |" in stdout and report["machine"]["cpu"]

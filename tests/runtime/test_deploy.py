@@ -185,3 +185,22 @@ def test_a_dynamic_artifact_is_verified_on_the_board_at_every_size(board, tmp_pa
     assert len(Artifact.load(out).golden_cases()) == 3
     report = deploy(out, DeployConfig(rpc=board.address, key=board.key, number=1, repeat=1))
     assert report.max_abs_diff <= 1e-4
+
+
+def test_an_int8_artifact_runs_on_the_board_and_matches(runner, board, onnx_model, trained_checkpoint, tmp_path):
+    """Static int8, cross-compiled: integer kernels on the emulated Pi, equal to ONNX Runtime's int8 within a step."""
+    import onnx
+
+    from dlc.compiler.build import output_quantization_step
+
+    assert invoke(runner, "quantize", onnx_model, "--checkpoint", trained_checkpoint, "-o",
+                  tmp_path / "q.onnx").exit_code == 0
+    out = tmp_path / "q-pi4.dlc"
+    compiled = invoke(runner, "compile", tmp_path / "q.onnx", "-o", out, "--target", "raspberry-pi-4")
+    assert compiled.exit_code == 0, compiled.output
+    manifest = Artifact.load(out).manifest
+    arithmetic = manifest["schedules"]["arithmetic"]  # two convolutions, two Gemms, in integers
+    assert sum(arithmetic.values()) == 4 and set(arithmetic) <= {"int8", "int16"}
+    step = output_quantization_step(onnx.load(tmp_path / "q.onnx"))
+    report = deploy(out, DeployConfig(rpc=board.address, key=board.key, number=1, repeat=1))
+    assert 0 < step and report.max_abs_diff <= step * 1.001  # the CNN's integer kernels: within one step

@@ -4,6 +4,7 @@ TVM 0.27's CPU pipeline legalizes and fuses but schedules nothing, so every kern
 as a scalar, single-threaded loop nest. Each rule here takes one kernel family (a rule
 returns None for a kernel that is not its own) and they are tried in order:
 
+    Int8Dot          int8 conv2d and dense over packed weights (dlc.compiler.int8_dot): VNNI dot products
     TiledReduction   matmul, dense, batch matmul, NHWC conv2d (depthwise too), pooling, means
     RowReduction     softmax, layer norm, reductions over the innermost axis (TVM's own rule)
     Injective        elementwise, transposes, padding, concatenation
@@ -28,10 +29,11 @@ UNSCHEDULED = "none"
 
 def cpu_rules() -> list:
     from dlc.compiler.schedules.injective import Injective
+    from dlc.compiler.schedules.int8 import Int8Dot
     from dlc.compiler.schedules.reduction import Fallback, RowReduction
     from dlc.compiler.schedules.tiled import TiledReduction
 
-    return [TiledReduction(), RowReduction(), Injective(), Fallback()]
+    return [Int8Dot(), TiledReduction(), RowReduction(), Injective(), Fallback()]
 
 
 def apply_default_schedules(mod, target, rules=None):

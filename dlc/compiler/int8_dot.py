@@ -1,0 +1,201 @@
+"""int8 convolutions and matmuls as 16×4 byte dot products: AVX-512 VNNI's vpdpbusd.
+
+One vpdpbusd multiplies 4 unsigned by 4 signed bytes and adds the products into each of 16
+int32 lanes: 64 multiply-adds an instruction, where a float32 FMA does 16. The integer
+kernels of `dlc.compiler.integer` reach it when
+
+    the activations are uint8    an int8 tensor q is read as q + 128, its zero point + 128
+    the weights are int8         packed at compile time (they are constants) so that the 4
+                                 consecutive input channels of 16 output channels are 64
+                                 contiguous bytes, one instruction's operand: convolutions
+                                 [KH, KW, IC/4, OC/16, 16, 4], dense [N/16, K/4, 16, 4]
+    K % 4 == 0 and N % 16 == 0   input and output channels (groups of 1: not depthwise)
+
+and the activations' zero point z leaves the sum as a constant per output channel,
+
+    Σ (x − z)·w = Σ x·w − z·Σ w
+
+exact at the borders too when the padding is z rather than 0 (the padded value is x = z).
+Kernels this pass writes carry the name `int8_dot_*`; the `Int8Dot` schedule tensorizes
+them with a 16x4 VNNI tensor intrinsic. Only a target with `avx512vnni` gets them:
+elsewhere the integer kernels stay as they are, scheduled like float ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlc.compiler.integer import constant, dtype_of, each_function, is_op, producer_of
+
+LANES, GROUP = 16, 4  # output channels per instruction, input channels per lane
+KERNEL_PREFIX = "int8_dot"
+
+
+def int8_dot_intrinsic(target) -> str | None:
+    """`target`'s byte dot product ("vnni"), or None (only AVX-512 VNNI, for now)."""
+    from dlc.compiler.schedules.base import cpu_traits
+
+    return cpu_traits(target).int8_dot if target.kind.name == "llvm" else None
+
+
+def pack_int8_dots(mod, target):
+    """NHWC int8 conv2d and matmul calls as `int8_dot_*` kernels over packed weights; (module, kernels written)."""
+    if int8_dot_intrinsic(target) is None:
+        return mod, 0
+    from tvm import relax
+
+    mutator = _packer_class()(mod)
+    return relax.transform.DeadCodeElimination()(each_function(mod, mutator)), mutator.count
+
+
+def _packer_class():
+    from tvm import relax
+
+    @relax.expr_functor.mutator
+    class Packer(relax.PyExprMutator):
+        def __init__(self, mod):
+            super().__init__(mod)
+            self.count = 0
+
+        def producer(self, expr):
+            return producer_of(self, expr)
+
+        def unsigned(self, expr):
+            """(a uint8 expression, its zero point z) of which the integer operand `expr` is x − z; or None.
+
+            Followed back through what the integer rewrite and layout conversion put before a
+            convolution: a widening cast, the zero point's subtraction, a transpose.
+            """
+            dtype = dtype_of(expr)
+            if dtype == "uint8":
+                return expr, 0
+            if dtype == "int8":
+                return _plus_128(expr), 128
+            made = self.producer(expr)
+            if dtype != "int16" or made is None:
+                return None
+            if made.op.name == "relax.astype" and dtype_of(made.args[0]) in ("uint8", "int8"):
+                return self.unsigned(made.args[0])
+            if made.op.name == "relax.subtract" and (zero := constant(made.args[1])) is not None and zero.size == 1:
+                inner = self.unsigned(made.args[0])
+                return None if inner is None else (inner[0], inner[1] + int(zero.reshape(-1)[0]))
+            if made.op.name == "relax.permute_dims":
+                inner = self.unsigned(made.args[0])
+                return None if inner is None else (relax.op.permute_dims(inner[0], made.attrs.axes), inner[1])
+            return None
+
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if is_op(call, "relax.nn.conv2d"):
+                packed = _conv2d(self, call)
+            elif is_op(call, "relax.matmul"):
+                packed = _matmul(self, call)
+            else:
+                return call
+            if packed is None:
+                return call
+            self.count += 1
+            return packed
+
+    return Packer
+
+
+def _emitted(m, expr):
+    """`expr` bound to a variable (call_te takes variables, not the nested calls `unsigned` builds)."""
+    from tvm import relax
+
+    return m.builder_.emit(expr) if isinstance(expr, relax.Call) else expr
+
+
+def _plus_128(q):
+    """int8 q as the uint8 q + 128."""
+    from tvm import relax
+
+    return relax.op.astype(relax.op.add(relax.op.astype(q, "int16"), relax.const(128, "int16")), "uint8")
+
+
+def _int8_weight(expr) -> np.ndarray | None:
+    w = constant(expr)
+    if w is None or w.dtype.kind != "i" or w.size == 0 or w.min() < -128 or w.max() > 127:
+        return None
+    return w.astype(np.int8)
+
+
+def _conv2d(m, call):
+    from tvm import relax
+
+    attrs = call.attrs
+    w = _int8_weight(call.args[1])
+    if w is None or str(attrs.out_dtype) != "int32" or attrs.data_layout != "NHWC" or attrs.kernel_layout != "HWIO" \
+            or int(attrs.groups) != 1 or any(int(d) != 1 for d in attrs.dilation) or dtype_of(call.args[0]) == "int32":
+        return None
+    kh, kw, ic, oc = w.shape
+    source = m.unsigned(call.args[0])
+    if source is None or ic % GROUP or oc % LANES:
+        return None
+    x, zero = _emitted(m, source[0]), source[1]
+    packed = w.reshape(kh, kw, ic // GROUP, GROUP, oc // LANES, LANES).transpose(0, 1, 2, 4, 5, 3)
+    strides, padding = [int(s) for s in attrs.strides], [int(p) for p in attrs.padding]
+    acc = m.builder_.call_te(_conv2d_te, x, relax.const(np.ascontiguousarray(packed)), strides, padding, zero,
+                             primfunc_name_hint=f"{KERNEL_PREFIX}_conv2d")
+    return _minus_zero_sums(acc, zero, w.sum(axis=(0, 1, 2), dtype=np.int64))
+
+
+def _matmul(m, call):
+    from tvm import relax
+
+    w = _int8_weight(call.args[1])
+    if w is None or w.ndim != 2 or str(call.attrs.out_dtype) != "int32":
+        return None
+    k, n = w.shape
+    source = m.unsigned(call.args[0])
+    if source is None or k % GROUP or n % LANES:
+        return None
+    x, zero = _emitted(m, source[0]), source[1]
+    packed = w.reshape(k // GROUP, GROUP, n // LANES, LANES).transpose(2, 0, 3, 1)
+    acc = m.builder_.call_te(_dense_te, x, relax.const(np.ascontiguousarray(packed)),
+                             primfunc_name_hint=f"{KERNEL_PREFIX}_dense")
+    return _minus_zero_sums(acc, zero, w.sum(axis=0, dtype=np.int64))
+
+
+def _minus_zero_sums(acc, zero: int, sums: np.ndarray):
+    """acc − z·Σw, per output channel (the last axis)."""
+    from tvm import relax
+
+    if zero == 0:
+        return acc
+    return relax.op.subtract(acc, relax.const((zero * sums).astype(np.int32)))
+
+
+def _conv2d_te(data, packed, strides, padding, zero):
+    """NHWC uint8 data (padded with its zero point) · packed int8 weights [KH, KW, IC/4, OC/16, 16, 4] → int32."""
+    from tvm import te, tirx, topi
+
+    n, h, w, ic = data.shape
+    kh, kw, _, oc_blocks, _, _ = (int(d) for d in packed.shape)
+    top, left, bottom, right = padding
+    if any(padding):
+        data = topi.nn.pad(data, [0, top, left, 0], [0, bottom, right, 0], pad_value=tirx.const(zero, "uint8"),
+                           name="pad")
+    out_h = (h + top + bottom - kh) // strides[0] + 1
+    out_w = (w + left + right - kw) // strides[1] + 1
+    rh, rw, rc = te.reduce_axis((0, kh), "rh"), te.reduce_axis((0, kw), "rw"), te.reduce_axis((0, ic), "rc")
+    return te.compute(
+        (n, out_h, out_w, oc_blocks * LANES),
+        lambda b, y, x, o: te.sum(
+            data[b, y * strides[0] + rh, x * strides[1] + rw, rc].astype("int32")
+            * packed[rh, rw, rc // GROUP, o // LANES, o % LANES, rc % GROUP].astype("int32"), axis=[rh, rw, rc]),
+        name=f"{KERNEL_PREFIX}_conv2d")
+
+
+def _dense_te(data, packed):
+    """uint8 data [..., K] · packed int8 weights [N/16, K/4, 16, 4] → int32 [..., N]."""
+    from tvm import te
+
+    k = te.reduce_axis((0, data.shape[-1]), "k")
+    n = int(packed.shape[0]) * LANES
+    return te.compute(
+        (*data.shape[:-1], n),
+        lambda *i: te.sum(data[(*i[:-1], k)].astype("int32")
+                          * packed[i[-1] // LANES, k // GROUP, i[-1] % LANES, k % GROUP].astype("int32"), axis=k),
+        name=f"{KERNEL_PREFIX}_dense")
