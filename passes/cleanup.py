@@ -7,8 +7,6 @@ tensor whose shape cannot be inferred instead of silently leaving the model unch
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import re
 
 import numpy as np
@@ -25,6 +23,7 @@ from dlc.passes.infra import (
     RewritePass,
     count_nodes,
     onnx_opset,
+    quiet,
     register,
     replace_contents,
 )
@@ -40,17 +39,6 @@ def _removed(model: ir.Model, run) -> dict[str, int]:
     nodes, inits = count_nodes(model), _initializer_count(model)
     run(model)
     return {"nodes_removed": nodes - count_nodes(model), "initializers_removed": inits - _initializer_count(model)}
-
-
-@contextlib.contextmanager
-def _quiet(logger_name: str):
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _counted(model: ir.Model, run, removed: str, stat: str) -> PassResult:
@@ -146,7 +134,7 @@ class FoldConstantsPass(Pass):
 
     def call(self, model: ir.Model) -> PassResult:
         before = count_nodes(model)
-        with _quiet("onnxscript.optimizer._constant_folding"):  # it warns, unhandled, for each multi-output op
+        with quiet("onnxscript.optimizer._constant_folding"):  # it warns, unhandled, for each multi-output op
             fold_constants(model, input_size_limit=self.output_size_limit, output_size_limit=self.output_size_limit)
         ir_passes.RemoveUnusedNodesPass()(model)  # the inputs of folded nodes
         folded = before - count_nodes(model)

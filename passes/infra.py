@@ -8,7 +8,9 @@ that returns a reason, rewrite) that one `RewritePass` applies until none matche
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 from typing import Any, ClassVar
 
 import onnx_ir as ir
@@ -88,6 +90,18 @@ def count_nodes(model: ir.Model) -> int:
 def onnx_opset(model: ir.Model) -> int:
     """The model's default-domain (ai.onnx) opset version; 0 if it imports none."""
     return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 0))
+
+
+@contextlib.contextmanager
+def quiet(logger_name: str):
+    """Messages below ERROR from the logger `logger_name` ("" is the root logger) dropped while inside."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def replace_contents(model: ir.Model, new: ir.Model) -> None:

@@ -21,8 +21,6 @@ touched on disk.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
-from dlc.passes.infra import Pass, PassResult, RewritePass, Tolerance, register, replace_contents
+from dlc.passes.infra import Pass, PassResult, RewritePass, Tolerance, quiet, register, replace_contents
 from dlc.passes.rules.qoperator import gemm_to_matmul_rules, qoperator_to_qdq_rules
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -59,19 +57,14 @@ class StaticQuantizePass(Pass):
     def call(self, model: ir.Model) -> PassResult:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-        before = _weight_bytes(model)
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[self.method]
         options = {"ActivationSymmetric": self.symmetric, "WeightSymmetric": True}
-        with _quiet(), tempfile.TemporaryDirectory(prefix="dlc-quantize-") as tmp:
-            out = Path(tmp) / "model.int8.onnx"
-            quantize_static(ir.serde.serialize_model(model), out, _Reader(self.calibration), QuantFormat.QDQ,
-                            op_types_to_quantize=list(STATIC_OPS), per_channel=self.per_channel,
-                            activation_type=QuantType.QInt8 if self.symmetric else QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, nodes_to_exclude=self.exclude, calibrate_method=method,
-                            calibration_providers=["CPUExecutionProvider"], extra_options=options)
-            replace_contents(model, ir.load(out))
-        return PassResult(model, True, _stats(model, before, self.exclude))
+        return _through_onnxruntime(model, self.exclude, lambda source, out: quantize_static(
+            source, out, _Reader(self.calibration), QuantFormat.QDQ, op_types_to_quantize=list(STATIC_OPS),
+            per_channel=self.per_channel, activation_type=QuantType.QInt8 if self.symmetric else QuantType.QUInt8,
+            weight_type=QuantType.QInt8, nodes_to_exclude=self.exclude, calibrate_method=method,
+            calibration_providers=["CPUExecutionProvider"], extra_options=options))
 
 
 @register
@@ -87,19 +80,14 @@ class DynamicQuantizePass(Pass):
     def call(self, model: ir.Model) -> PassResult:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        before = _weight_bytes(model)
         from dlc.passes.cleanup import DeduplicateInitializersPass, EliminateDeadCodePass, FoldConstantsPass
 
         if gemm_to_matmul_rules.apply_to_model(model):
             for cleanup in (FoldConstantsPass(), DeduplicateInitializersPass(), EliminateDeadCodePass()):
                 cleanup(model)
-        with _quiet(), tempfile.TemporaryDirectory(prefix="dlc-quantize-") as tmp:
-            out = Path(tmp) / "model.int8.onnx"
-            quantize_dynamic(ir.serde.serialize_model(model), out, op_types_to_quantize=["MatMul"],
-                             per_channel=self.per_channel, weight_type=QuantType.QInt8,
-                             nodes_to_exclude=self.exclude)
-            replace_contents(model, ir.load(out))
-        return PassResult(model, True, _stats(model, before, self.exclude))
+        return _through_onnxruntime(model, self.exclude, lambda source, out: quantize_dynamic(
+            source, out, op_types_to_quantize=["MatMul"], per_channel=self.per_channel, weight_type=QuantType.QInt8,
+            nodes_to_exclude=self.exclude))
 
 
 @register
@@ -117,6 +105,16 @@ def quantizable_nodes(model: ir.Model, dynamic: bool = False) -> list[ir.Node]:
     ops = ("MatMul", "Gemm") if dynamic else LINEAR_OPS
     return [n for n in model.graph if n.op_type in ops and n.domain in ("", "ai.onnx") and len(n.inputs) > 1
             and n.inputs[1] is not None and n.inputs[1].const_value is not None]
+
+
+def _through_onnxruntime(model: ir.Model, exclude, quantize) -> PassResult:
+    """`model` replaced by what `quantize(model_proto, out_path)` (an onnxruntime.quantization call) writes."""
+    before = _weight_bytes(model)
+    with quiet(""), tempfile.TemporaryDirectory(prefix="dlc-quantize-") as tmp:  # its advice goes to the root logger
+        out = Path(tmp) / "model.int8.onnx"
+        quantize(ir.serde.serialize_model(model), out)
+        replace_contents(model, ir.load(out))
+    return PassResult(model, True, _stats(model, before, exclude))
 
 
 def _stats(model: ir.Model, weight_bytes_before: int, exclude) -> dict[str, int]:
@@ -157,15 +155,3 @@ class _Reader:
 
     def __len__(self):
         return len(self.samples)
-
-
-@contextlib.contextmanager
-def _quiet():
-    """onnxruntime.quantization logs advice on the root logger ("consider pre-processing"): not the user's concern."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
