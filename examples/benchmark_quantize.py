@@ -2,6 +2,7 @@
 
     python examples/benchmark_quantize.py --out quantize-benchmark.json     # resnet224, mobilenet224, encoder
     python examples/benchmark_quantize.py --models cnn --runs 50 --out small.json
+    python examples/benchmark_quantize.py --target x86-64-avx2 --out avx2.json      # TVM as on an AVX2-only CPU
 
 Per model: the untrained zoo model exported (latency does not depend on the weights),
 quantized by `dlc quantize` (static int8, MinMax, per-channel weights, uint8 activations,
@@ -10,7 +11,8 @@ tuning: the same schedules for both), then p50/p99 of TVM and ONNX Runtime on ea
 backend in its own process. Also the file sizes, how many conv/matmul kernels run in int8
 and on which instructions: the VNNI dot products (vpdpbusd) TVM's library holds, counted
 in its disassembly when binutils' objdump is there, and the CPU's int8 features that ONNX
-Runtime's MLAS kernels choose from.
+Runtime's MLAS kernels choose from. `--target` compiles TVM's libraries for another CPU this
+one can run (x86-64-avx2: without AVX-512 and VNNI); ONNX Runtime still uses this CPU's.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("quantize-benchmark.json"))
+    parser.add_argument("--target", default="host", help="TVM's target (a dlc target name, run on this machine)")
     args = parser.parse_args()
     from dlc.fileio import write_json
     from dlc.runtime.bench import machine_info
@@ -38,14 +41,14 @@ def main() -> None:
     work = args.out.parent / f".{args.out.stem}-work"
     work.mkdir(parents=True, exist_ok=True)
     flags = host_cpu_flags()
-    rows = {name: measure(name, work, args.runs) for name in args.models.split(",")}
+    rows = {name: measure(name, work, args.runs, args.target) for name in args.models.split(",")}
     report = {"machine": machine_info(), "cpu_int8_features": [f for f in INT8_FLAGS if f in flags],
-              "runs": args.runs, "calibration_samples": CALIBRATION_SAMPLES, "models": rows}
+              "tvm_target": args.target, "runs": args.runs, "calibration_samples": CALIBRATION_SAMPLES, "models": rows}
     write_json(args.out, report)
     print_table(report)
 
 
-def measure(name: str, work: Path, runs: int) -> dict:
+def measure(name: str, work: Path, runs: int, target: str = "host") -> dict:
     import json
 
     import numpy as np
@@ -71,7 +74,7 @@ def measure(name: str, work: Path, runs: int) -> dict:
     for kind, source in (("float32", float_onnx), ("int8", int8_onnx)):
         artifact = work / f"{name}.{kind}.dlc"
         report = run_in_child("dlc.compiler.build:compile_model", source, artifact,
-                              CompileConfig(force=True, tuning=fresh))
+                              CompileConfig(target=target, force=True, tuning=fresh))
         result = benchmark(artifact, BenchConfig(backends=("tvm", "onnxruntime"), runs=runs))
         for r in result.results:
             row["p50_ms"][f"{r.backend}_{kind}"] = r.latency_ms["p50"]
@@ -96,7 +99,8 @@ def count_instructions(library: Path, mnemonic: str) -> int | None:
 
 
 def print_table(report: dict) -> None:
-    print(f"{report['machine']['cpu']}; int8 features {', '.join(report['cpu_int8_features']) or 'none'}; p50 ms")
+    print(f"{report['machine']['cpu']}; int8 features {', '.join(report['cpu_int8_features']) or 'none'}; TVM target "
+          f"{report['tvm_target']}; p50 ms")
     print("| model | TVM fp32 | TVM int8 | TVM int8 speedup | ORT fp32 | ORT int8 | ORT int8 speedup "
           "| file fp32 → int8 | int8 kernels | vpdpbusd in TVM's library |")
     print("|" + " --- |" * 10)

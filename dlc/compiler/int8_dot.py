@@ -1,50 +1,77 @@
-"""int8 convolutions and matmuls as 16×4 byte dot products: AVX-512 VNNI's vpdpbusd.
+"""int8 convolutions and matmuls as the CPU's integer dot products: AVX-512 VNNI's vpdpbusd, or vpmaddwd.
 
-One vpdpbusd multiplies 4 unsigned by 4 signed bytes and adds the products into each of 16
-int32 lanes: 64 multiply-adds an instruction, where a float32 FMA does 16. The integer
-kernels of `dlc.compiler.integer` reach it when
+    vnni        vpdpbusd multiplies 4 unsigned by 4 signed bytes and adds the products into
+                each of 16 int32 lanes: 64 multiply-adds an instruction (a float32 FMA: 16)
+    pmaddwd     vpmaddwd multiplies 2 pairs of int16 and adds both products into each int32
+                lane (16 lanes on AVX-512, 8 on AVX2): twice an FMA's multiply-adds, exact,
+                for CPUs without VNNI (int8 values held in int16)
 
-    the activations are uint8    an int8 tensor q is read as q + 128, its zero point + 128
-    the weights are int8         packed at compile time (they are constants) so that the 4
-                                 consecutive input channels of 16 output channels are 64
-                                 contiguous bytes, one instruction's operand: convolutions
-                                 [KH, KW, IC/4, OC/16, 16, 4], dense [N/16, K/4, 16, 4]
-    K % 4 == 0 and N % 16 == 0   input and output channels (groups of 1: not depthwise)
+The integer kernels of `dlc.compiler.integer` reach them when
 
-and the activations' zero point z leaves the sum as a constant per output channel,
+    the activations fit          vnni: uint8 (an int8 tensor q is read as q + 128, its zero
+                                 point + 128); pmaddwd: int16, the zero point already taken
+    the weights are int8         packed at compile time (they are constants) so that the
+                                 GROUP consecutive input channels of LANES output channels are
+                                 one instruction's contiguous operand: convolutions
+                                 [KH, KW, IC/G, OC/L, L, G], dense [N/L, K/G, L, G]
+    K % GROUP == 0 and N % LANES == 0   input and output channels (groups of 1: not depthwise)
+
+For vnni the activations' zero point z leaves the sum as a constant per output channel,
 
     Σ (x − z)·w = Σ x·w − z·Σ w
 
 exact at the borders too when the padding is z rather than 0 (the padded value is x = z).
 Kernels this pass writes carry the name `int8_dot_*`; the `Int8Dot` schedule tensorizes
-them with a 16x4 VNNI tensor intrinsic. Only a target with `avx512vnni` gets them:
-elsewhere the integer kernels stay as they are, scheduled like float ones.
+them with the matching intrinsic (`dlc.compiler.schedules.int8`). A target without either
+(SSE only, ARM for now) keeps the integer kernels as they are, scheduled like float ones.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from dlc.compiler.integer import constant, dtype_of, each_function, is_op, producer_of
 
-LANES, GROUP = 16, 4  # output channels per instruction, input channels per lane
 KERNEL_PREFIX = "int8_dot"
 
 
-def int8_dot_intrinsic(target) -> str | None:
-    """`target`'s byte dot product ("vnni"), or None (only AVX-512 VNNI, for now)."""
+@dataclass(frozen=True)
+class DotProduct:
+    """One integer dot-product instruction: LANES int32 sums of GROUP products each."""
+
+    name: str  # "vnni", "pmaddwd512", "pmaddwd256"
+    lanes: int  # output channels per instruction
+    group: int  # input channels per lane
+    data: str  # the activations' dtype: uint8 (vnni) or int16
+    weights: str  # the packed weights' dtype: int8 or int16
+    llvm: str  # the LLVM intrinsic
+
+
+DOT_PRODUCTS = {d.name: d for d in (
+    DotProduct("vnni", 16, 4, "uint8", "int8", "llvm.x86.avx512.vpdpbusd.512"),
+    DotProduct("pmaddwd512", 16, 2, "int16", "int16", "llvm.x86.avx512.pmaddw.d.512"),
+    DotProduct("pmaddwd256", 8, 2, "int16", "int16", "llvm.x86.avx2.pmadd.wd"),
+)}
+
+
+def dot_product(target) -> DotProduct | None:
+    """`target`'s integer dot product, or None."""
     from dlc.compiler.schedules.base import cpu_traits
 
-    return cpu_traits(target).int8_dot if target.kind.name == "llvm" else None
+    name = cpu_traits(target).int8_dot if target.kind.name == "llvm" else None
+    return DOT_PRODUCTS.get(name)
 
 
 def pack_int8_dots(mod, target):
     """NHWC int8 conv2d and matmul calls as `int8_dot_*` kernels over packed weights; (module, kernels written)."""
-    if int8_dot_intrinsic(target) is None:
+    dot = dot_product(target)
+    if dot is None:
         return mod, 0
     from tvm import relax
 
-    mutator = _packer_class()(mod)
+    mutator = _packer_class()(mod, dot)
     return relax.transform.DeadCodeElimination()(each_function(mod, mutator)), mutator.count
 
 
@@ -53,12 +80,20 @@ def _packer_class():
 
     @relax.expr_functor.mutator
     class Packer(relax.PyExprMutator):
-        def __init__(self, mod):
+        def __init__(self, mod, dot: DotProduct):
             super().__init__(mod)
-            self.count = 0
+            self.count, self.dot = 0, dot
 
         def producer(self, expr):
             return producer_of(self, expr)
+
+        def operand(self, expr):
+            """(the activations as the instruction takes them, the zero point still in them), or None."""
+            if self.dot.data == "uint8":
+                return self.unsigned(expr)
+            if dtype_of(expr) not in ("int16", "int8", "uint8"):
+                return None
+            return (expr if dtype_of(expr) == "int16" else relax.op.astype(expr, "int16")), 0
 
         def unsigned(self, expr):
             """(a uint8 expression, its zero point z) of which the integer operand `expr` is x − z; or None.
@@ -130,14 +165,15 @@ def _conv2d(m, call):
             or int(attrs.groups) != 1 or any(int(d) != 1 for d in attrs.dilation) or dtype_of(call.args[0]) == "int32":
         return None
     kh, kw, ic, oc = w.shape
-    source = m.unsigned(call.args[0])
-    if source is None or ic % GROUP or oc % LANES:
+    lanes, group = m.dot.lanes, m.dot.group
+    source = m.operand(call.args[0])
+    if source is None or ic % group or oc % lanes:
         return None
     x, zero = _emitted(m, source[0]), source[1]
-    packed = w.reshape(kh, kw, ic // GROUP, GROUP, oc // LANES, LANES).transpose(0, 1, 2, 4, 5, 3)
+    packed = w.reshape(kh, kw, ic // group, group, oc // lanes, lanes).transpose(0, 1, 2, 4, 5, 3)
     strides, padding = [int(s) for s in attrs.strides], [int(p) for p in attrs.padding]
-    acc = m.builder_.call_te(_conv2d_te, x, relax.const(np.ascontiguousarray(packed)), strides, padding, zero,
-                             primfunc_name_hint=f"{KERNEL_PREFIX}_conv2d")
+    acc = m.builder_.call_te(_conv2d_te, x, relax.const(np.ascontiguousarray(packed).astype(m.dot.weights)), strides,
+                             padding, zero, primfunc_name_hint=f"{KERNEL_PREFIX}_conv2d")
     return _minus_zero_sums(acc, zero, w.sum(axis=(0, 1, 2), dtype=np.int64))
 
 
@@ -148,12 +184,13 @@ def _matmul(m, call):
     if w is None or w.ndim != 2 or str(call.attrs.out_dtype) != "int32":
         return None
     k, n = w.shape
-    source = m.unsigned(call.args[0])
-    if source is None or k % GROUP or n % LANES:
+    lanes, group = m.dot.lanes, m.dot.group
+    source = m.operand(call.args[0])
+    if source is None or k % group or n % lanes:
         return None
     x, zero = _emitted(m, source[0]), source[1]
-    packed = w.reshape(k // GROUP, GROUP, n // LANES, LANES).transpose(2, 0, 3, 1)
-    acc = m.builder_.call_te(_dense_te, x, relax.const(np.ascontiguousarray(packed)),
+    packed = w.reshape(k // group, group, n // lanes, lanes).transpose(2, 0, 3, 1)
+    acc = m.builder_.call_te(_dense_te, x, relax.const(np.ascontiguousarray(packed).astype(m.dot.weights)),
                              primfunc_name_hint=f"{KERNEL_PREFIX}_dense")
     return _minus_zero_sums(acc, zero, w.sum(axis=0, dtype=np.int64))
 
@@ -168,34 +205,34 @@ def _minus_zero_sums(acc, zero: int, sums: np.ndarray):
 
 
 def _conv2d_te(data, packed, strides, padding, zero):
-    """NHWC uint8 data (padded with its zero point) · packed int8 weights [KH, KW, IC/4, OC/16, 16, 4] → int32."""
+    """NHWC data (padded with its zero point) · packed weights [KH, KW, IC/G, OC/L, L, G] → int32."""
     from tvm import te, tirx, topi
 
     n, h, w, ic = data.shape
-    kh, kw, _, oc_blocks, _, _ = (int(d) for d in packed.shape)
+    kh, kw, _, oc_blocks, lanes, group = (int(d) for d in packed.shape)
     top, left, bottom, right = padding
     if any(padding):
-        data = topi.nn.pad(data, [0, top, left, 0], [0, bottom, right, 0], pad_value=tirx.const(zero, "uint8"),
+        data = topi.nn.pad(data, [0, top, left, 0], [0, bottom, right, 0], pad_value=tirx.const(zero, data.dtype),
                            name="pad")
     out_h = (h + top + bottom - kh) // strides[0] + 1
     out_w = (w + left + right - kw) // strides[1] + 1
     rh, rw, rc = te.reduce_axis((0, kh), "rh"), te.reduce_axis((0, kw), "rw"), te.reduce_axis((0, ic), "rc")
     return te.compute(
-        (n, out_h, out_w, oc_blocks * LANES),
+        (n, out_h, out_w, oc_blocks * lanes),
         lambda b, y, x, o: te.sum(
             data[b, y * strides[0] + rh, x * strides[1] + rw, rc].astype("int32")
-            * packed[rh, rw, rc // GROUP, o // LANES, o % LANES, rc % GROUP].astype("int32"), axis=[rh, rw, rc]),
+            * packed[rh, rw, rc // group, o // lanes, o % lanes, rc % group].astype("int32"), axis=[rh, rw, rc]),
         name=f"{KERNEL_PREFIX}_conv2d")
 
 
 def _dense_te(data, packed):
-    """uint8 data [..., K] · packed int8 weights [N/16, K/4, 16, 4] → int32 [..., N]."""
+    """data [..., K] · packed weights [N/L, K/G, L, G] → int32 [..., N]."""
     from tvm import te
 
     k = te.reduce_axis((0, data.shape[-1]), "k")
-    n = int(packed.shape[0]) * LANES
+    blocks, _, lanes, group = (int(d) for d in packed.shape)
     return te.compute(
-        (*data.shape[:-1], n),
+        (*data.shape[:-1], blocks * lanes),
         lambda *i: te.sum(data[(*i[:-1], k)].astype("int32")
-                          * packed[i[-1] // LANES, k // GROUP, i[-1] % LANES, k % GROUP].astype("int32"), axis=k),
+                          * packed[i[-1] // lanes, k // group, i[-1] % lanes, k % group].astype("int32"), axis=k),
         name=f"{KERNEL_PREFIX}_dense")

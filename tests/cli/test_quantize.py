@@ -257,3 +257,27 @@ def test_an_image_folder_calibrates_and_validates(runner, onnx_model, tmp_path):
     report = json.loads((tmp_path / "q.quantize.json").read_text())
     assert report["calibration"]["samples"] == 32 and report["calibration"]["validation_samples"] == 120
     assert report["accuracy"]["float"]["metric"] == "top-1" and report["accuracy"]["float"]["value"] > 0.8
+
+
+@pytest.mark.parametrize("target", ["host", "x86-64-avx2", "x86-64-avx512"])
+def test_each_x86_target_gets_its_integer_dot_product(runner, onnx_model, trained_checkpoint, tmp_path, target,
+                                                      say_branch):
+    """VNNI's vpdpbusd where the CPU has it, vpmaddwd (AVX-512BW, AVX2) elsewhere: tensorized, verified here if
+    this CPU runs the target."""
+    from dlc.artifact import Artifact
+    from dlc.compiler.schedules.base import cpu_traits
+    from dlc.target import resolve_target
+
+    dot = cpu_traits(resolve_target(target).tvm_target()).int8_dot
+    if dot is None:
+        pytest.skip(f"target {target} has no integer dot product dlc uses (x86 without AVX2)")
+    assert invoke(runner, "quantize", onnx_model, "--checkpoint", trained_checkpoint, "-o",
+                  tmp_path / "q.onnx").exit_code == 0
+    result = invoke(runner, "compile", tmp_path / "q.onnx", "-o", tmp_path / "q.dlc", "--target", target)
+    assert result.exit_code == 0, result.output
+    manifest = Artifact.load(tmp_path / "q.dlc").manifest
+    assert manifest["schedules"]["kernels"].get("int8 dot product (VNNI, vpmaddwd)", 0) >= 1, manifest["schedules"]
+    verified = manifest["verification"]["not_verified_because"] is None
+    say_branch(f"{target}: {dot}, {'verified here' if verified else 'not run here'}")
+    if verified:
+        assert manifest["verification"]["max_abs_diff"] <= output_quantization_step(onnx.load(tmp_path / "q.onnx"))

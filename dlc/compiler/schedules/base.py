@@ -40,10 +40,14 @@ class CpuTraits:
     vector_bits: int  # 512 (AVX-512), 256 (AVX2/AVX), 128 (NEON, SSE)
     registers: int  # vector registers: 32 (AVX-512, AArch64), 16 (AVX2, SSE, ARMv7 as q registers)
     cores: int
-    int8_dot: str | None = None  # its byte dot product ("vnni": AVX-512 VNNI's vpdpbusd), if it has one
+    int8_dot: str | None = None  # its integer dot product (dlc.compiler.int8_dot.DOT_PRODUCTS), if it has one
 
     def lanes(self, dtype_bits: int = 32) -> int:
         return max(self.vector_bits // dtype_bits, 1)
+
+
+# the integer dot products of dlc.compiler.int8_dot, best first, with the CPU features each needs
+INT_DOT_FEATURES = (("vnni", {"avx512vnni", "avx512bw"}), ("pmaddwd512", {"avx512bw"}), ("pmaddwd256", {"avx2"}))
 
 
 @functools.lru_cache(maxsize=64)
@@ -62,7 +66,7 @@ def _traits(target_json: str) -> CpuTraits:
         bits, registers = 256, 16
     else:  # SSE, NEON, anything else with 128-bit vectors
         bits, registers = 128, 32 if triple.startswith("aarch64") or "neon" in features and "fp-armv8" in features else 16
-    dot = "vnni" if "avx512vnni" in features and "avx512bw" in features else None
+    dot = next((name for name, needs in INT_DOT_FEATURES if needs <= features), None)
     return CpuTraits(bits, registers, int(spec.get("num-cores", 1)), dot)
 
 

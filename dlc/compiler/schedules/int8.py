@@ -1,19 +1,21 @@
-"""The `int8_dot_*` kernels of dlc.compiler.int8_dot: register-blocked, their 16×4 byte dot products tensorized.
+"""The `int8_dot_*` kernels of dlc.compiler.int8_dot: register-blocked, their integer dot products tensorized.
+
+With L lanes of G products (VNNI: 16×4 bytes; vpmaddwd: 16×2 or 8×2 int16):
 
     parallel for outer in (…):                      # as TiledReduction shares out its tiles
-      for tile in (rows / U, channels / (16·A)):
-        acc[U, A·16] = 0                            # int32, in registers
-        for r…, k / 4:                              # the reduction, input channels 4 at a time
+      for tile in (rows / U, channels / (L·A)):
+        acc[U, A·L] = 0                             # int32, in registers
+        for r…, k / G:                              # the reduction, input channels G at a time
           unrolled for u < U, a < A:
-            acc[u, a·16 : a·16 + 16] += dot16x4(x[u, k:k+4], w[a, k/4])    # one vpdpbusd
+            acc[u, a·L : a·L + L] += dotLxG(x[u, k:k+G], w[a, k/G])    # one instruction
         C[tile] = epilogue(acc)                     # zero-point sums, requantize: fused
 
-U·A accumulators stay in registers with room for the operands (32 on AVX-512).
+U·A accumulators stay in registers with room for the operands (32 on AVX-512, 16 on AVX2).
 """
 
 from __future__ import annotations
 
-from dlc.compiler.int8_dot import GROUP, LANES
+from dlc.compiler.int8_dot import DOT_PRODUCTS
 from dlc.compiler.schedules.base import CpuRule, divisor_at_most, inline_what_can_be, int_extent
 from dlc.compiler.schedules.tiled import (
     PARALLEL_MIN_WORK,
@@ -23,53 +25,66 @@ from dlc.compiler.schedules.tiled import (
     _vectorize_innermost,
 )
 
-VNNI_INTRIN = "dlc_dot_16x4_u8i8i32_vnni"
+def dot_intrinsic(dot) -> str:
+    """`dot` (a dlc.compiler.int8_dot.DotProduct) as a tensor intrinsic, registered once; returns its name.
 
-
-def vnni_intrinsic() -> str:
-    """A 16x4 VNNI dot product as a tensor intrinsic (registered once); returns its name.
-
-    c[i] += Σ_k a[k]·b[i, k] for 16 lanes i and 4 bytes k: one vpdpbusd. TVM 0.27 ships one
-    (`dot_16x4_vnni`) that passes int32 vectors to `llvm.x86.avx512.vpdpbusd.512`, which the
-    LLVM in its wheel declares on byte vectors (<16 x i32>, <64 x i8>, <64 x i8>): modules
-    using it fail LLVM's verifier. Importing it also imports every target's intrinsics (a
-    minute, the CUDA ones).
+    c[i] += Σ_k a[k]·b[i, k] for `lanes` int32 lanes i and `group` values k: one instruction.
+    TVM 0.27 ships a VNNI one (`dot_16x4_vnni`) that passes int32 vectors to
+    `llvm.x86.avx512.vpdpbusd.512`, which the LLVM in its wheel declares on byte vectors
+    (<16 x i32>, <64 x i8>, <64 x i8>): modules using it fail LLVM's verifier. Importing it
+    also imports every target's intrinsics (a minute, the CUDA ones).
     """
     from tvm.s_tir import TensorIntrin
     from tvm.script import tirx as T
 
-    if TensorIntrin.get(VNNI_INTRIN, allow_missing=True) is not None:
-        return VNNI_INTRIN
+    name = f"dlc_dot_{dot.name}"
+    if TensorIntrin.get(name, allow_missing=True) is not None:
+        return name
+    lanes, group, data, weights = dot.lanes, dot.group, dot.data, dot.weights
+    bits = {"uint8": 8, "int8": 8, "int16": 16}[data]
+    packed_a = f"{'int8' if bits == 8 else 'int16'}x{lanes * group}"  # a broadcast to every lane, as LLVM types it
 
     @T.prim_func(s_tir=True)
-    def dot(a: T.Buffer((4,), "uint8", offset_factor=1), b: T.Buffer((16, 4), "int8", offset_factor=1),
-            c: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+    def desc(a: T.Buffer((group,), data, offset_factor=1), b: T.Buffer((lanes, group), weights, offset_factor=1),
+             c: T.Buffer((lanes,), "int32", offset_factor=1)) -> None:
         with T.sblock("root"):
-            T.reads(c[0:16], a[0:4], b[0:16, 0:4])
-            T.writes(c[0:16])
-            for i, k in T.grid(16, 4):
+            T.reads(c[0:lanes], a[0:group], b[0:lanes, 0:group])
+            T.writes(c[0:lanes])
+            for i, k in T.grid(lanes, group):
                 with T.sblock("update"):
                     vi, vk = T.axis.remap("SR", [i, k])
                     c[vi] = c[vi] + T.cast(a[vk], "int32") * T.cast(b[vi, vk], "int32")
 
     @T.prim_func(s_tir=True)
-    def vnni(a: T.Buffer((4,), "uint8", offset_factor=1), b: T.Buffer((16, 4), "int8", offset_factor=1),
-             c: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+    def accumulating(a: T.Buffer((group,), data, offset_factor=1),
+                     b: T.Buffer((lanes, group), weights, offset_factor=1),
+                     c: T.Buffer((lanes,), "int32", offset_factor=1)) -> None:  # vpdpbusd adds into c itself
         with T.sblock("root"):
-            T.reads(c[0:16], a[0:4], b[0:16, 0:4])
-            T.writes(c[0:16])
-            a_i32 = T.reinterpret(a.vload([0], "uint8x4"), dtype="int32")
-            c[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"), c.vload([0], dtype="int32x16"),
-                T.reinterpret(T.broadcast(a_i32, 16), dtype="int8x64"), b.vload([0, 0], dtype="int8x64"),
-                dtype="int32x16")
+            T.reads(c[0:lanes], a[0:group], b[0:lanes, 0:group])
+            T.writes(c[0:lanes])
+            a_i32 = T.reinterpret(a.vload([0], f"{data}x{group}"), dtype="int32")
+            c[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(dot.llvm), c.vload([0], dtype=f"int32x{lanes}"),
+                T.reinterpret(T.broadcast(a_i32, lanes), dtype=packed_a), b.vload([0, 0], dtype=packed_a),
+                dtype=f"int32x{lanes}")
 
-    TensorIntrin.register(VNNI_INTRIN, dot, vnni)
-    return VNNI_INTRIN
+    @T.prim_func(s_tir=True)
+    def summing(a: T.Buffer((group,), data, offset_factor=1), b: T.Buffer((lanes, group), weights, offset_factor=1),
+                c: T.Buffer((lanes,), "int32", offset_factor=1)) -> None:  # vpmaddwd's sums are added to c
+        with T.sblock("root"):
+            T.reads(c[0:lanes], a[0:group], b[0:lanes, 0:group])
+            T.writes(c[0:lanes])
+            a_i32 = T.reinterpret(a.vload([0], f"{data}x{group}"), dtype="int32")
+            c[T.ramp(T.int32(0), 1, lanes)] = c.vload([0], dtype=f"int32x{lanes}") + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(dot.llvm), T.reinterpret(T.broadcast(a_i32, lanes), dtype=packed_a),
+                b.vload([0, 0], dtype=packed_a), dtype=f"int32x{lanes}")
+
+    TensorIntrin.register(name, desc, accumulating if dot.name == "vnni" else summing)
+    return name
 
 
 class Int8Dot(CpuRule):
-    family = "int8 dot product (VNNI)"
+    family = "int8 dot product (VNNI, vpmaddwd)"
 
     def schedule(self, sch, blocks, traits) -> bool:
         if traits.int8_dot is None:
@@ -82,11 +97,12 @@ class Int8Dot(CpuRule):
         after = blocks[blocks.index(main) + 1:]
         if len(after) > 1:
             return False
-        _tile(sch, main, after[0] if after else None, blocks[:blocks.index(main)], traits)
+        _tile(sch, main, after[0] if after else None, blocks[:blocks.index(main)], traits,
+              DOT_PRODUCTS[traits.int8_dot])
         return True
 
 
-def _tile(sch, main, epilogue, pads, traits) -> None:
+def _tile(sch, main, epilogue, pads, traits, dot) -> None:
     iters = main.iters
     loops = [i.loop_rv for i in iters]
     spatial = [n for n, i in enumerate(iters) if i.kind == "S"]
@@ -96,12 +112,12 @@ def _tile(sch, main, epilogue, pads, traits) -> None:
     work = 1
     for loop in loops:
         work *= int_extent(sch, loop) or 1
-    blocks_of_16 = int_extent(sch, loops[v]) // LANES
-    a = divisor_at_most(blocks_of_16, 4 if u is None else 2)
+    blocks = int_extent(sch, loops[v]) // dot.lanes
+    a = divisor_at_most(blocks, 4 if u is None else 2)
     rows = divisor_at_most(int_extent(sch, loops[u]), min(8, (traits.registers - 4) // a)) if u is not None else 1
-    v_outer, v_inner = sch.split(loops[v], [None, LANES])
+    v_outer, v_inner = sch.split(loops[v], [None, dot.lanes])
     v_outer, v_block = sch.split(v_outer, [None, a])
-    k_outer, k_inner = sch.split(loops[k], [None, GROUP])
+    k_outer, k_inner = sch.split(loops[k], [None, dot.group])
     spatial_outer, u_inner = [], None
     for n in spatial:
         if n == v:
@@ -126,7 +142,7 @@ def _tile(sch, main, epilogue, pads, traits) -> None:
         _pad_per_tile(sch, pad, tile)
     init = sch.decompose_reduction(main.block_rv, reduction_outer[0])
     _vectorize_innermost(sch, init)
-    sch.tensorize(v_inner, vnni_intrinsic())
+    sch.tensorize(v_inner, dot_intrinsic(dot))
     if u_inner is not None:
         sch.unroll(u_inner)
     sch.unroll(v_block)
