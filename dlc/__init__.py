@@ -1,12 +1,12 @@
 """dlc: train in PyTorch, export to ONNX, compile with Apache TVM, measure, serve, deploy.
 
-The Python API (`dlc.export`, `dlc.optimize`, `dlc.quantize`, `dlc.compile`, `dlc.load`, `dlc.bench`; see
+The Python API (`dlc.export`, `dlc.optimize`, `dlc.quantize`, `dlc.prune`, `dlc.compile`, `dlc.load`, `dlc.bench`; see
 dlc.api) is imported on first use, so `import dlc` stays as fast as `dlc --help`.
 """
 
 from dlc.version import __version__
 
-API = ("export", "optimize", "quantize", "compile", "load", "bench")
+API = ("export", "optimize", "quantize", "prune", "compile", "load", "bench")
 __all__ = ["__version__", *API]
 
 

@@ -5,6 +5,7 @@
     dlc.export(model, (x,), "m.onnx", dynamic={"x": {0: "batch"}})   # any torch.nn.Module
     dlc.optimize("m.onnx", "m.opt.onnx")
     dlc.quantize("m.onnx", "m.int8.onnx", calibration="data.npz", max_drop=0.01)   # int8, within one point
+    dlc.prune("m.pt", "m.pruned.pt", ratio=0.5, max_drop=0.01)         # half the channels, fine-tuned
     artifact = dlc.compile("m.opt.onnx", "m.dlc")                      # target="raspberry-pi-4" to cross-compile
     session = dlc.load("m.dlc")                                        # an .onnx file opens on ONNX Runtime
     outputs = session.run({"x": x.numpy()})
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from dlc.artifact import Artifact
     from dlc.exporters.pytorch import ExportReport
     from dlc.optimization import OptimizeReport
+    from dlc.pruning import PruneConfig, PruneReport
     from dlc.quantization import QuantizeConfig, QuantizeReport
     from dlc.runtime.bench import BenchReport
     from dlc.runtime.session import Session
@@ -90,17 +92,38 @@ def quantize(model: str | Path, out: str | Path, config: QuantizeConfig | None =
     point of top-1: the layers that add the most error stay float until within it), keep_float,
     force.
     """
+    from dlc.quantization import QuantizeConfig, quantize_file
+
+    return quantize_file(model, out, config or _config(QuantizeConfig, "dlc.quantize", options))
+
+
+def prune(model: str | Path, out: str | Path, config: PruneConfig | None = None, **options) -> PruneReport:
+    """Prunes a checkpoint (Torch-Pruning, then fine-tuning) or an ONNX file (as `dlc prune`).
+
+    `options` are `dlc.pruning.PruneConfig`'s fields (or pass `config`): method ("channel" or
+    "magnitude"), ratio, importance, global_pruning, round_to, steps, epochs, ignore,
+    layer_ratios (name → ratio), checkpoint or calibration (an ONNX model's validation data),
+    max_drop, min_speedup, backend ("onnxruntime" or "tvm"), force.
+    """
+    from dlc.pruning import PruneConfig, prune_file
+
+    if isinstance(options.get("layer_ratios"), dict):
+        options = {**options, "layer_ratios": tuple(options["layer_ratios"].items())}
+    return prune_file(model, out, config or _config(PruneConfig, "dlc.prune", options))
+
+
+def _config(cls, function: str, options: dict[str, Any]):
+    """`cls` (a frozen config dataclass) from keyword options: paths as Path, sequences as tuples."""
     import dataclasses
 
     from dlc.errors import DlcError
-    from dlc.quantization import QuantizeConfig, quantize_file
 
-    fields = {f.name for f in dataclasses.fields(QuantizeConfig)}
+    fields = {f.name for f in dataclasses.fields(cls)}
     if unknown := sorted(set(options) - fields):
-        raise DlcError(f"dlc.quantize has no option {', '.join(unknown)}; the options are {', '.join(sorted(fields))}")
+        raise DlcError(f"{function} has no option {', '.join(unknown)}; the options are {', '.join(sorted(fields))}")
     paths = {k: Path(v) for k, v in options.items() if k in ("checkpoint", "calibration") and v is not None}
-    lists = {k: tuple(v) for k, v in options.items() if k == "keep_float"}
-    return quantize_file(model, out, config or QuantizeConfig(**{**options, **paths, **lists}))
+    lists = {k: tuple(v) for k, v in options.items() if k in ("keep_float", "ignore", "layer_ratios")}
+    return cls(**{**options, **paths, **lists})
 
 
 def compile(model: str | Path, out: str | Path | None = None, *, target: str = "host",

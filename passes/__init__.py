@@ -7,7 +7,7 @@ Every pass is registered by name (`REGISTRY`), so `dlc optimize --passes a,b` an
 `from_names(["a", "b"])` build the same list.
 """
 
-from dlc.passes import cleanup, float16, fusion, lowering, quantize  # noqa: F401 - importing registers the passes
+from dlc.passes import cleanup, float16, fusion, lowering, prune, quantize  # noqa: F401 - importing registers the passes
 from dlc.passes.infra import (
            REGISTRY,
            Pass,

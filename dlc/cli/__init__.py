@@ -80,6 +80,7 @@ def _register() -> None:
         export,
         inspect,
         optimize,
+        prune,
         quantize,
         quickstart,
         serve,
@@ -95,6 +96,7 @@ def _register() -> None:
     app.command("export")(export.export)
     app.command("optimize")(optimize.optimize)
     app.command("quantize")(quantize.quantize)
+    app.command("prune")(prune.prune)
     app.command("inspect")(inspect.inspect)
     app.command("compile")(compile.compile_)
     app.command("tune")(tune.tune)

@@ -41,6 +41,7 @@ class Checkpoint:
     normalize: dict[str, list[float]] | None = None  # per-channel mean/std the module applies to its input
     training_state: dict[str, Any] | None = None  # epoch and optimizer state, for `dlc train --resume`
     source_sha256: str | None = None  # a user's own model: the sha256 of the file its code is in
+    pruned: dict[str, Any] | None = None  # `dlc prune`: how; its layers are narrower than model_args build
 
     def build_module(self):
         """The module with these weights, in eval mode (wrapped in its input normalization, if any).
@@ -58,6 +59,8 @@ class Checkpoint:
                            f"{ALLOW_CODE}=1) if you trust it")
         require_unchanged(self.model, self.source_sha256)
         module = zoo.create(self.model, self.model_args)
+        if self.pruned:
+            narrow_to(module, self.state_dict)
         module.load_state_dict(self.state_dict)
         if self.normalize:
             from dlc.zoo.layers import Normalized
@@ -67,6 +70,38 @@ class Checkpoint:
 
 
 
+
+
+def narrow_to(module, state_dict: dict[str, Any]) -> None:
+    """Gives each Conv, Linear and BatchNorm layer of `module` the widths of its weights in `state_dict`.
+
+    A pruned model is its zoo architecture with fewer channels per layer: rebuilt from its name and
+    arguments, then narrowed here, so the checkpoint stays plain tensors (no pickled modules)."""
+    import torch
+    from torch import nn
+
+    for name, layer in module.named_modules():
+        weight = state_dict.get(f"{name}.weight" if name else "weight")
+        if weight is None or not isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d,
+                                                    nn.BatchNorm2d, nn.LayerNorm)):
+            continue
+        if isinstance(layer, nn.Linear):
+            layer.out_features, layer.in_features = weight.shape
+        elif isinstance(layer, nn.LayerNorm):
+            layer.normalized_shape = tuple(weight.shape)
+        elif isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.num_features = weight.shape[0]
+        else:
+            depthwise = layer.groups > 1 and layer.groups == layer.in_channels == layer.out_channels
+            layer.out_channels = weight.shape[0]
+            layer.groups = weight.shape[0] if depthwise else layer.groups
+            layer.in_channels = weight.shape[1] * layer.groups
+        for key, tensor in layer.named_parameters(recurse=False):
+            setattr(layer, key, nn.Parameter(torch.empty_like(state_dict[f"{name}.{key}" if name else key])))
+        for key, tensor in layer.named_buffers(recurse=False):
+            full = f"{name}.{key}" if name else key
+            if full in state_dict:
+                layer.register_buffer(key, torch.empty_like(state_dict[full]))
 
 
 def untrained(model: str, args: dict[str, Any] | None = None, seed: int = 0) -> Checkpoint:

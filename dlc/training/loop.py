@@ -259,3 +259,30 @@ def _train_epoch(model, objective, optimizer, scheduler, data: Splits, config: T
             break
     return total_loss / seen, (correct / seen if objective.has_accuracy else None), steps
 
+
+
+def fine_tune(net, model, task: str, data: Splits, config: TrainConfig, epochs: int,
+              on_epoch: Callable[[EpochStats], None] | None = None) -> EpochStats | None:
+    """Trains `model` (inside `net`, its input normalization) for `epochs` more with `config`'s recipe.
+
+    Keeps the weights of the best validation epoch, as `train` does; returns that epoch (None if
+    `epochs` is 0). Pruning fine-tunes with this after each step."""
+    from dlc.training.objectives import make_objective
+
+    objective = make_objective(task, model, config)
+    optimizer = make_optimizer(config, objective.parameters(model))
+    scheduler = make_scheduler(config, optimizer, math.ceil(len(data.x_train) / config.batch_size))
+    best, best_state, steps = None, None, 0
+    for epoch in range(1, epochs + 1):
+        train_loss, train_acc, steps = _train_epoch(net, objective, optimizer, scheduler, data, config, epoch, steps)
+        val_loss, val_acc = objective.evaluate(net, data.x_val, data.y_val)
+        stats = EpochStats(epoch, train_loss, train_acc, val_loss, val_acc, optimizer.param_groups[0]["lr"])
+        if on_epoch:
+            on_epoch(stats)
+        end_of_epoch(scheduler, config, val_loss)
+        if best is None or val_loss < best.val_loss:
+            best, best_state = stats, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    net.eval()
+    return best

@@ -128,3 +128,14 @@ def test_quantize_benchmark_puts_float_and_int8_side_by_side(tmp_path):
     assert sum(cnn["int8_kernels"].values()) == 4 and set(cnn["int8_kernels"]) <= {"int8", "int16"}
     assert cnn["file_bytes"]["int8"] < 0.35 * cnn["file_bytes"]["float32"]
     assert "| cnn |" in stdout and report["machine"]["cpu"]
+
+
+def test_prune_benchmark_times_full_and_pruned_models_on_both_backends(tmp_path):
+    report, stdout = _report("benchmark_prune.py", tmp_path / "prune.json", "--models", "cnn", "--runs", "5")
+    cnn = report["models"]["cnn"]
+    assert set(cnn["p50_ms"]) == {"onnxruntime", "tvm_default"}
+    assert all(v > 0 for cell in cnn["p50_ms"].values() for v in cell.values())
+    assert cnn["speedup"]["onnxruntime"] == pytest.approx(
+        cnn["p50_ms"]["onnxruntime"]["full"] / cnn["p50_ms"]["onnxruntime"]["pruned"], rel=1e-2)
+    assert cnn["flops_share"] < 0.35 and cnn["parameters"]["pruned"] < cnn["parameters"]["full"]
+    assert "| cnn |" in stdout and report["machine"]["cpu"]

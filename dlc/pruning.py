@@ -1,0 +1,362 @@
+"""`dlc prune`: channels removed (structured) or weights zeroed (magnitude), measured and gated.
+
+    checkpoint  Torch-Pruning removes channels through its dependency graph (residual adds,
+                depthwise convolutions, batch norm follow), in `steps` steps, fine-tuning with
+                the model's recipe after each step; the result is a checkpoint `dlc export` takes
+    ONNX file   dlc.passes.prune removes the channels from the graph itself (node names stay those
+                of the file given), or zeroes the smallest weights (magnitude)
+    measure     parameters, FLOPs, file size (and deflated size) from the ONNX graphs before and
+                after; the task's metric on the validation set (ONNX Runtime); latency on ONNX
+                Runtime, or TVM (both compiled untuned), in fresh processes as `dlc bench` does
+    gate        --max-drop on the metric, --min-speedup on the latency: a result that misses a
+                gate is not written unless `force`
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlc.errors import DlcError, InvalidDataError, UnknownNameError
+
+METHODS = ("channel", "magnitude")
+IMPORTANCES = ("l1", "l2", "bn", "taylor")  # bn and taylor: checkpoints only (they need the module)
+BACKENDS = ("onnxruntime", "tvm")
+FINE_TUNE_EPOCHS = 5  # per step
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    method: str = "channel"
+    ratio: float = 0.5  # channels (or weights) removed per layer, or of the whole model with global_pruning
+    importance: str = "l1"
+    global_pruning: bool = False
+    round_to: int = 1  # kept channels a multiple of this (SIMD widths)
+    steps: int = 1  # prune gradually: ratio reached in this many steps, fine-tuning after each
+    epochs: int = FINE_TUNE_EPOCHS  # fine-tuning epochs per step (checkpoints)
+    lr: float | None = None  # fine-tuning learning rate; None: the model's recipe
+    ignore: tuple[str, ...] = ()  # layers left whole
+    layer_ratios: tuple[tuple[str, float], ...] = ()  # per-layer ratios, overriding `ratio`
+    checkpoint: Path | None = None  # an ONNX model's validation data: this checkpoint's data set
+    calibration: Path | None = None  # ...or an .npz / image folder
+    max_drop: float | None = None
+    min_speedup: float | None = None
+    backend: str = "onnxruntime"  # where latency is measured
+    runs: int = 100
+    force: bool = False
+
+
+@dataclass
+class PruneReport:
+    source: Path
+    output: Path
+    method: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    layers: dict[str, Any]
+    left_whole: dict[str, str]
+    gates: dict[str, Any]
+    fine_tuning: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": str(self.source), "output": str(self.output), "method": self.method,
+                "before": self.before, "after": self.after, "gates": self.gates, "layers": self.layers,
+                "left_whole": self.left_whole, "fine_tuning": self.fine_tuning, "seconds": round(self.seconds, 3)}
+
+
+def prune_file(source: str | Path, out: str | Path, config: PruneConfig = PruneConfig(),
+               progress: Progress | None = None) -> PruneReport:
+    """Prunes `source` (a checkpoint or an ONNX file) into `out`; raises before writing a result that misses a
+    gate (unless `config.force`)."""
+    from dlc.fileio import check_output
+
+    source, out, start = Path(source), Path(out), time.perf_counter()
+    _check_config(config)
+    check_output(out, config.force)
+    from_checkpoint = source.suffix.lower() != ".onnx"
+    _check_output_kind(out, from_checkpoint)
+    with tempfile.TemporaryDirectory(prefix="dlc-prune-") as work:
+        work = Path(work)
+        if from_checkpoint:
+            pruned, before_onnx, after_onnx, stats = _prune_checkpoint(source, config, work, progress)
+        else:
+            pruned, before_onnx, after_onnx, stats = _prune_onnx(source, config, work)
+        data = _validation(source if from_checkpoint else config.checkpoint, config, before_onnx)
+        before, after = _measure(before_onnx, data, config, work, progress), _measure(after_onnx, data, config,
+                                                                                    work, progress)
+        gates = _gates(before, after, config)
+        if not all(g["held"] for g in gates.values()) and not config.force:
+            failed = "; ".join(g["why"] for g in gates.values() if not g["held"])
+            raise DlcError(f"the pruned model misses a gate: {failed}; nothing was written: lower --ratio, prune in "
+                           "more --steps (fine-tuning between), or pass --force to write it anyway")
+        _write(pruned, out)
+    return PruneReport(source, out, config.method, before, after, stats["layers"], stats.get("left_whole", {}),
+                       gates, stats.get("fine_tuning", []), time.perf_counter() - start)
+
+
+def _check_config(config: PruneConfig) -> None:
+    for kind, value, valid in (("method", config.method, METHODS), ("importance", config.importance, IMPORTANCES),
+                               ("backend", config.backend, BACKENDS)):
+        if value not in valid:
+            raise UnknownNameError(f"unknown {kind} {value!r}; choose one of: {', '.join(valid)}")
+    for name, ratio in (("--ratio", config.ratio), *((f"--layer-ratio {n}", r) for n, r in config.layer_ratios)):
+        if not 0 <= ratio < 1:
+            raise InvalidDataError(f"{name} must be in [0, 1) (the share removed), not {ratio:g}")
+    if config.steps < 1 or config.round_to < 1 or config.epochs < 0 or config.runs < 1:
+        raise InvalidDataError("--steps, --round-to and --runs must be at least 1, --epochs at least 0")
+    if config.max_drop is not None and config.max_drop < 0:
+        raise InvalidDataError(f"--max-drop must be 0 or more, not {config.max_drop:g} (0.01 is one point)")
+    if config.min_speedup is not None and config.min_speedup <= 0:
+        raise InvalidDataError(f"--min-speedup must be above 0, not {config.min_speedup:g} (1.6 = 1.6x faster)")
+
+
+def _check_output_kind(out: Path, from_checkpoint: bool) -> None:
+    wanted = (".pt", ".pth") if from_checkpoint else (".onnx",)
+    if out.suffix.lower() not in wanted:
+        source = "a checkpoint" if from_checkpoint else "an ONNX model"
+        raise InvalidDataError(f"-o {out}: pruning {source} writes {' or '.join(wanted)}; pass -o NAME{wanted[0]}"
+                               + (" (then `dlc export` it)" if from_checkpoint else ""))
+
+
+# --- an ONNX file ----------------------------------------------------------------------------------------------
+
+def _prune_onnx(source: Path, config: PruneConfig, work: Path):
+    """(pruned proto, before.onnx, after.onnx, pass stats)."""
+    import onnx_ir as ir
+
+    from dlc.onnxio import load_model, save_model
+    from dlc.passes.prune import ChannelPrunePass, MagnitudePrunePass, prunable_weights
+
+    if config.importance not in ("l1", "l2"):
+        raise InvalidDataError(f"--importance {config.importance} needs the PyTorch model (it reads batch-norm "
+                               "scales or gradients); for an ONNX file use l1 or l2, or prune the checkpoint")
+    model = ir.serde.deserialize_model(load_model(source))
+    before = work / "before.onnx"
+    save_model(ir.serde.serialize_model(model), before)  # one file, even if the source has external data
+    _check_names({*config.ignore, *(n for n, _ in config.layer_ratios)}, list(prunable_weights(model)))
+    ratios = dict(config.layer_ratios)
+    if config.method == "magnitude":
+        pruning = MagnitudePrunePass(config.ratio, config.global_pruning, config.ignore, ratios)
+    else:
+        pruning = ChannelPrunePass(config.ratio, config.importance, config.global_pruning, config.round_to,
+                                   config.ignore, ratios)
+    result = pruning(model)
+    if not result.modified:
+        raise DlcError(f"nothing was pruned in {source}: "
+                       + ("; ".join(f"{k}: {v}" for k, v in result.stats.get("left_whole", {}).items())
+                          or "no Conv, Gemm or MatMul with constant weights") + " (see --ignore and --ratio)")
+    proto = ir.serde.serialize_model(result.model)
+    after = work / "after.onnx"
+    save_model(proto, after)
+    return proto, before, after, result.stats
+
+
+def _check_names(names, known: list[str]) -> None:
+    unknown = sorted(n for n in names if n not in known)
+    if unknown:
+        raise UnknownNameError(f"no prunable layer is named {', '.join(unknown)}; the layers are: {', '.join(known)}")
+
+
+# --- a checkpoint ----------------------------------------------------------------------------------------------
+
+def _prune_checkpoint(source: Path, config: PruneConfig, work: Path, progress: Progress | None):
+    """(pruned Checkpoint, before.onnx, after.onnx, stats): Torch-Pruning in steps, fine-tuning after each."""
+    from dlc import zoo
+    from dlc.exporters.pytorch import export_checkpoint
+    from dlc.training import checkpoint
+
+    if config.method == "magnitude":
+        raise InvalidDataError("--method magnitude prunes an ONNX model's weights: `dlc export` the checkpoint, then "
+                               "`dlc prune MODEL.onnx --method magnitude`")
+    ckpt = checkpoint.load(source)
+    spec = zoo.get(ckpt.model)
+    if spec.task not in ("classify", "reconstruct"):
+        raise InvalidDataError(f"{ckpt.model} is a {spec.task} model; dlc prune measures classification and "
+                               "reconstruction models")
+    before = work / "before.onnx"
+    export_checkpoint(ckpt, before)
+    pruned, stats = _torch_prune(ckpt, spec, config, progress)
+    after = work / "after.onnx"
+    export_checkpoint(pruned, after)
+    return pruned, before, after, stats
+
+
+def _torch_prune(ckpt, spec, config: PruneConfig, progress: Progress | None):
+    import torch
+    import torch_pruning as tp
+
+    from dlc.training.config import TrainConfig, with_recipe
+    from dlc.training.data import load_dataset
+    from dlc.training.loop import fine_tune
+
+    net = ckpt.build_module()
+    model = getattr(net, "inner", net)
+    layers = _prunable_modules(model, ckpt.model)
+    _check_names({*config.ignore, *(n for n, _ in config.layer_ratios)}, list(layers))
+    output_layer = list(layers.values())[-1]  # its outputs are the model's: classes, pixels
+    widths = {name: _width(m) for name, m in layers.items()}
+    pruner = tp.pruner.BasePruner(
+        model, torch.zeros(1, *ckpt.input_shape), importance=_importance(config.importance),
+        pruning_ratio=config.ratio, global_pruning=config.global_pruning, iterative_steps=config.steps,
+        ignored_layers=[output_layer, *(layers[n] for n in config.ignore)],
+        round_to=config.round_to if config.round_to > 1 else None,
+        pruning_ratio_dict={layers[n]: r for n, r in config.layer_ratios})
+    data = load_dataset(ckpt.dataset, task=spec.task)
+    train = with_recipe(TrainConfig(model=ckpt.model, epochs=config.epochs, lr=config.lr, schedule="cosine"), spec)
+    history = []
+    for step in range(1, config.steps + 1):
+        if config.importance == "taylor":
+            _gradients(net, spec.task, data, train)
+        pruner.step()
+        if progress:
+            progress("pruning steps", step, config.steps)
+
+        def epoch_done(stats, step=step):
+            history.append({"step": step, **stats.__dict__})
+            if progress:
+                progress(f"fine-tuning (step {step})", stats.epoch, config.epochs)
+
+        fine_tune(net, model, spec.task, data, train, config.epochs, epoch_done)
+    layer_stats = {name: {"channels": widths[name], "kept": _width(m)} for name, m in layers.items()}
+    pruned = _pruned_checkpoint(ckpt, model, config)
+    return pruned, {"layers": layer_stats, "fine_tuning": history, "left_whole": {
+        name: "its outputs are the model's" if m is output_layer else "ignored (--ignore)"
+        for name, m in layers.items() if m is output_layer or name in config.ignore}}
+
+
+def _prunable_modules(model, name: str) -> dict[str, Any]:
+    """Conv and Linear layers by name; a model with layers dlc cannot rebuild narrower is refused."""
+    from torch import nn
+
+    unsupported = sorted({type(m).__name__ for m in model.modules()
+                          if isinstance(m, (nn.RNNBase, nn.MultiheadAttention, nn.Embedding, nn.ConvTranspose2d))})
+    if unsupported:
+        raise InvalidDataError(f"{name} has {', '.join(unsupported)} layers, which dlc prune does not narrow in a "
+                               "checkpoint: `dlc export` it and prune the ONNX model (channels of its Conv/Gemm "
+                               "layers), or use --method magnitude on the ONNX model")
+    return {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))}
+
+
+def _width(module) -> int:
+    return module.out_features if hasattr(module, "out_features") else module.out_channels
+
+
+def _importance(kind: str):
+    import torch_pruning as tp
+
+    if kind == "bn":
+        return tp.importance.BNScaleImportance()
+    if kind == "taylor":
+        return tp.importance.GroupTaylorImportance()
+    return tp.importance.GroupMagnitudeImportance(p=1 if kind == "l1" else 2)
+
+
+def _gradients(net, task: str, data, train) -> None:
+    """Gradients of the loss on a batch of training samples: what Taylor importance reads."""
+    import torch
+
+    from dlc.training.objectives import make_objective
+
+    objective = make_objective(task, net, train)
+    net.zero_grad()
+    x, y = (torch.from_numpy(a[:256]) for a in (data.x_train, data.y_train))
+    objective.loss(net.eval(), x, y)[0].backward()
+
+
+def _pruned_checkpoint(ckpt, model, config: PruneConfig):
+    from dataclasses import replace
+
+    how = {"method": config.method, "ratio": config.ratio, "importance": config.importance,
+           "global": config.global_pruning, "steps": config.steps, "round_to": config.round_to,
+           "epochs_per_step": config.epochs}
+    return replace(ckpt, state_dict={k: v.detach().clone() for k, v in model.state_dict().items()},
+                   pruned=how, training_state=None)
+
+
+# --- measure, gate, write ----------------------------------------------------------------------------------------
+
+def _validation(data_source: Path | None, config: PruneConfig, model_path: Path):
+    from dlc.calibration import load_data
+    from dlc.onnxio import io_specs, load_model
+
+    if data_source is None and config.calibration is None:
+        if config.max_drop is not None:
+            raise InvalidDataError("--max-drop needs a validation set: pass --checkpoint CKPT or --calibration DATA")
+        return None
+    return load_data(data_source, config.calibration if data_source is None else None,
+                     io_specs(load_model(model_path))[0])
+
+
+def _measure(path: Path, data, config: PruneConfig, work: Path, progress: Progress | None) -> dict[str, Any]:
+    from dlc.analysis.inspect import inspect_model
+    from dlc.quantization import evaluate
+
+    info = inspect_model(path)
+    proto_bytes = path.read_bytes()
+    measured = {"parameters": info.parameters, "flops": info.flops, "file_bytes": len(proto_bytes),
+                "deflated_bytes": len(zlib.compress(proto_bytes, 6))}
+    if data is not None:
+        from dlc.onnxio import load_model
+
+        result = evaluate(load_model(path), data)
+        measured["metric"] = {"name": result.metric, "value": round(result.value, 6), "samples": result.samples}
+    measured["latency_ms"] = _latency(path, config, work)
+    if progress:
+        progress("measuring", 1, 1)
+    return measured
+
+
+def _latency(path: Path, config: PruneConfig, work: Path) -> dict[str, Any]:
+    """p50 and p90 on the chosen backend, in a fresh process (TVM: compiled untuned for this CPU)."""
+    from dlc.runtime.bench import BenchConfig, benchmark
+
+    model = path
+    if config.backend == "tvm":
+        from dlc.compiler.build import CompileConfig, compile_model
+
+        model = work / f"{path.stem}.dlc"
+        compile_model(path, model, CompileConfig())
+    result = benchmark(model, BenchConfig(backends=(config.backend,), runs=config.runs, warmup=10)).results[0]
+    return {"backend": config.backend, "p50": round(result.latency_ms["p50"], 4),
+            "p90": round(result.latency_ms["p90"], 4)}
+
+
+def _gates(before: dict, after: dict, config: PruneConfig) -> dict[str, Any]:
+    from dlc.quantization import Evaluation
+
+    gates = {}
+    if config.max_drop is not None:
+        metric = before["metric"]
+        b = Evaluation(metric["name"], metric["value"], metric["samples"])
+        drop = Evaluation(metric["name"], after["metric"]["value"], metric["samples"]).drop_from(b)
+        gates["max_drop"] = {"limit": config.max_drop, "measured": round(drop, 6), "held": drop <= config.max_drop,
+                             "why": f"{metric['name']} dropped {b.shown(b.value)} → "
+                                    f"{b.shown(after['metric']['value'])}, over --max-drop {config.max_drop:g}"}
+    if config.min_speedup is not None:
+        speedup = before["latency_ms"]["p50"] / max(after["latency_ms"]["p50"], 1e-9)
+        gates["min_speedup"] = {"limit": config.min_speedup, "measured": round(speedup, 3),
+                                "held": speedup >= config.min_speedup,
+                                "why": f"{config.backend} p50 {before['latency_ms']['p50']:.3f} → "
+                                       f"{after['latency_ms']['p50']:.3f} ms is {speedup:.2f}x, under "
+                                       f"--min-speedup {config.min_speedup:g}"}
+    return gates
+
+
+def _write(pruned, out: Path) -> None:
+    """A pruned checkpoint or ONNX model (a ModelProto), atomically."""
+    from dlc.onnxio import save_model, staged_model
+    from dlc.training import checkpoint
+
+    if out.suffix.lower() == ".onnx":
+        with staged_model(out) as staged:
+            save_model(pruned, staged)
+    else:
+        checkpoint.save(pruned, out)
