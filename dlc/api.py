@@ -101,9 +101,9 @@ def prune(model: str | Path, out: str | Path, config: PruneConfig | None = None,
     """Prunes a checkpoint (Torch-Pruning, then fine-tuning) or an ONNX file (as `dlc prune`).
 
     `options` are `dlc.pruning.PruneConfig`'s fields (or pass `config`): method ("channel" or
-    "magnitude"), ratio, importance, global_pruning, round_to, steps, epochs, ignore,
-    layer_ratios (name → ratio), checkpoint or calibration (an ONNX model's validation data),
-    max_drop, min_speedup, backend ("onnxruntime" or "tvm"), force.
+    "magnitude"), ratio, importance, global_pruning, round_to, steps, ignore,
+    epochs and lr (fine-tuning), layer_ratios (name → ratio), checkpoint or calibration (an ONNX
+    model's validation data), max_drop, min_speedup, backend ("onnxruntime" or "tvm"), runs, force.
     """
     from dlc.pruning import PruneConfig, prune_file
 
@@ -122,7 +122,8 @@ def _config(cls, function: str, options: dict[str, Any]):
     if unknown := sorted(set(options) - fields):
         raise DlcError(f"{function} has no option {', '.join(unknown)}; the options are {', '.join(sorted(fields))}")
     paths = {k: Path(v) for k, v in options.items() if k in ("checkpoint", "calibration") and v is not None}
-    lists = {k: tuple(v) for k, v in options.items() if k in ("keep_float", "ignore", "layer_ratios")}
+    lists = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in options.items()
+             if k in ("keep_float", "ignore", "layer_ratios")}
     return cls(**{**options, **paths, **lists})
 
 

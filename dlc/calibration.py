@@ -53,7 +53,7 @@ def _checkpoint_data(path: Path, specs: list[TensorSpec]) -> Data:
     ckpt = checkpoint.load(path)
     task = (ckpt.metrics or {}).get("task", "classify")
     if task not in ("classify", "reconstruct") or ckpt.dataset is None:
-        raise InvalidDataError(f"{path} was trained for {task!r} on {ckpt.dataset!r}: dlc quantize measures "
+        raise InvalidDataError(f"{path} was trained for {task!r} on {ckpt.dataset!r}: dlc measures the accuracy of "
                                "classification and reconstruction; pass --calibration data.npz instead")
     splits = load_dataset(ckpt.dataset, task=task)
     name = _single(specs, path)

@@ -107,6 +107,28 @@ def io_specs(model) -> tuple[list[TensorSpec], list[TensorSpec]]:
     return inputs, [_spec(v) for v in model.graph.output]
 
 
+def inferred_shapes(model, pins: dict[str, tuple[int, ...]] | None = None) -> dict[str, tuple[int, ...]]:
+    """Every tensor's static shape by ONNX shape inference, with the inputs named in `pins` given those shapes
+    and any other symbolic input dimension taken as 1."""
+    import onnx
+
+    pinned = onnx.ModelProto()
+    pinned.CopyFrom(model)
+    for value in pinned.graph.input:
+        sizes = (pins or {}).get(value.name)
+        for i, dim in enumerate(value.type.tensor_type.shape.dim):
+            if sizes is not None or not dim.HasField("dim_value"):
+                dim.Clear()
+                dim.dim_value = int(sizes[i]) if sizes is not None else 1
+    graph = onnx.shape_inference.infer_shapes(pinned, strict_mode=False, data_prop=True).graph
+    shapes = {t.name: tuple(t.dims) for t in graph.initializer}
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        tensor = value.type.tensor_type
+        if tensor.HasField("shape") and all(d.HasField("dim_value") for d in tensor.shape.dim):
+            shapes[value.name] = tuple(d.dim_value for d in tensor.shape.dim)
+    return shapes
+
+
 def batch_dim(model) -> str | None:
     """The symbolic first dimension that every graph input and output shares (a batch axis), or None.
 

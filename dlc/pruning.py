@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlc.errors import DlcError, InvalidDataError, UnknownNameError
+from dlc.errors import DlcError, InvalidDataError, UnknownNameError, first_line
 
 METHODS = ("channel", "magnitude")
 IMPORTANCES = ("l1", "l2", "bn", "taylor")  # bn and taylor: checkpoints only (they need the module)
@@ -40,7 +40,7 @@ class PruneConfig:
     global_pruning: bool = False
     round_to: int = 1  # kept channels a multiple of this (SIMD widths)
     steps: int = 1  # prune gradually: ratio reached in this many steps, fine-tuning after each
-    epochs: int = FINE_TUNE_EPOCHS  # fine-tuning epochs per step (checkpoints)
+    epochs: int | None = None  # fine-tuning epochs per step (checkpoints); None: FINE_TUNE_EPOCHS
     lr: float | None = None  # fine-tuning learning rate; None: the model's recipe
     ignore: tuple[str, ...] = ()  # layers left whole
     layer_ratios: tuple[tuple[str, float], ...] = ()  # per-layer ratios, overriding `ratio`
@@ -77,32 +77,35 @@ def prune_file(source: str | Path, out: str | Path, config: PruneConfig = PruneC
     """Prunes `source` (a checkpoint or an ONNX file) into `out`; raises before writing a result that misses a
     gate (unless `config.force`)."""
     from dlc.fileio import check_output
+    from dlc.onnxio import load_model
 
     source, out, start = Path(source), Path(out), time.perf_counter()
-    _check_config(config)
-    check_output(out, config.force)
     from_checkpoint = source.suffix.lower() != ".onnx"
+    _check_config(config, from_checkpoint)
+    check_output(out, config.force)
     _check_output_kind(out, from_checkpoint)
     with tempfile.TemporaryDirectory(prefix="dlc-prune-") as work:
         work = Path(work)
+        before_onnx, after_onnx = work / "before.onnx", work / "after.onnx"
         if from_checkpoint:
-            pruned, before_onnx, after_onnx, stats = _prune_checkpoint(source, config, work, progress)
+            original, prune = _load_checkpoint(source, before_onnx), _prune_checkpoint
         else:
-            pruned, before_onnx, after_onnx, stats = _prune_onnx(source, config, work)
-        data = _validation(source if from_checkpoint else config.checkpoint, config, before_onnx)
-        before, after = _measure(before_onnx, data, config, work, progress), _measure(after_onnx, data, config,
-                                                                                    work, progress)
+            original, prune = _load_onnx(source, before_onnx), _prune_onnx
+        data = _validation(source if from_checkpoint else config.checkpoint, config, before_onnx)  # before the work
+        pruned, stats = prune(original, config, after_onnx, progress)
+        before = _measure(before_onnx, data, None, config, work, progress)
+        after = _measure(after_onnx, data, load_model(before_onnx), config, work, progress)
         gates = _gates(before, after, config)
         if not all(g["held"] for g in gates.values()) and not config.force:
             failed = "; ".join(g["why"] for g in gates.values() if not g["held"])
             raise DlcError(f"the pruned model misses a gate: {failed}; nothing was written: lower --ratio, prune in "
                            "more --steps (fine-tuning between), or pass --force to write it anyway")
-        _write(pruned, out)
+        _write(_with_measured_metric(pruned, after) if from_checkpoint else pruned, out)
     return PruneReport(source, out, config.method, before, after, stats["layers"], stats.get("left_whole", {}),
                        gates, stats.get("fine_tuning", []), time.perf_counter() - start)
 
 
-def _check_config(config: PruneConfig) -> None:
+def _check_config(config: PruneConfig, from_checkpoint: bool) -> None:
     for kind, value, valid in (("method", config.method, METHODS), ("importance", config.importance, IMPORTANCES),
                                ("backend", config.backend, BACKENDS)):
         if value not in valid:
@@ -110,12 +113,39 @@ def _check_config(config: PruneConfig) -> None:
     for name, ratio in (("--ratio", config.ratio), *((f"--layer-ratio {n}", r) for n, r in config.layer_ratios)):
         if not 0 <= ratio < 1:
             raise InvalidDataError(f"{name} must be in [0, 1) (the share removed), not {ratio:g}")
-    if config.steps < 1 or config.round_to < 1 or config.epochs < 0 or config.runs < 1:
+    if config.steps < 1 or config.round_to < 1 or (config.epochs or 0) < 0 or config.runs < 1:
         raise InvalidDataError("--steps, --round-to and --runs must be at least 1, --epochs at least 0")
-    if config.max_drop is not None and config.max_drop < 0:
+    if config.max_drop is not None and not config.max_drop >= 0:
         raise InvalidDataError(f"--max-drop must be 0 or more, not {config.max_drop:g} (0.01 is one point)")
-    if config.min_speedup is not None and config.min_speedup <= 0:
+    if config.min_speedup is not None and not config.min_speedup > 0:
         raise InvalidDataError(f"--min-speedup must be above 0, not {config.min_speedup:g} (1.6 = 1.6x faster)")
+    if config.global_pruning and config.layer_ratios:
+        raise InvalidDataError("--layer-ratio sets one layer's share of the per-layer pruning; --global ranks the "
+                               "whole model at once: use one or the other")
+    if config.method == "magnitude" and config.round_to != 1:
+        raise InvalidDataError("--round-to rounds channel counts; --method magnitude keeps every channel: drop it")
+    if from_checkpoint:
+        _check_checkpoint_options(config)
+    else:
+        _check_onnx_options(config)
+
+
+def _check_checkpoint_options(config: PruneConfig) -> None:
+    if config.method == "magnitude":
+        raise InvalidDataError("--method magnitude prunes an ONNX model's weights: `dlc export` the checkpoint, then "
+                               "`dlc prune MODEL.onnx --method magnitude`")
+    if config.checkpoint is not None or config.calibration is not None:
+        raise InvalidDataError("--checkpoint and --calibration give an ONNX model its validation data; a checkpoint "
+                               "is measured on its own data set's test split: drop them")
+
+
+def _check_onnx_options(config: PruneConfig) -> None:
+    if config.importance not in ("l1", "l2"):
+        raise InvalidDataError(f"--importance {config.importance} needs the PyTorch model (it reads batch-norm "
+                               "scales or gradients); for an ONNX file use l1 or l2, or prune the checkpoint")
+    if config.steps != 1 or config.epochs is not None or config.lr is not None:
+        raise InvalidDataError("--steps, --epochs and --lr fine-tune a checkpoint between steps; an ONNX file is "
+                               "pruned in one step without training: drop them, or prune the checkpoint")
 
 
 def _check_output_kind(out: Path, from_checkpoint: bool) -> None:
@@ -128,19 +158,24 @@ def _check_output_kind(out: Path, from_checkpoint: bool) -> None:
 
 # --- an ONNX file ----------------------------------------------------------------------------------------------
 
-def _prune_onnx(source: Path, config: PruneConfig, work: Path):
-    """(pruned proto, before.onnx, after.onnx, pass stats)."""
+def _load_onnx(source: Path, before: Path):
+    """The model as an ir.Model, also written to `before` (one file, even if the source has external data)."""
     import onnx_ir as ir
 
     from dlc.onnxio import load_model, save_model
+
+    proto = load_model(source)
+    save_model(proto, before)
+    return ir.serde.deserialize_model(proto)
+
+
+def _prune_onnx(model, config: PruneConfig, after: Path, progress: Progress | None):
+    """(pruned ModelProto, pass stats), also written to `after`."""
+    import onnx_ir as ir
+
+    from dlc.onnxio import save_model
     from dlc.passes.prune import ChannelPrunePass, MagnitudePrunePass, prunable_weights
 
-    if config.importance not in ("l1", "l2"):
-        raise InvalidDataError(f"--importance {config.importance} needs the PyTorch model (it reads batch-norm "
-                               "scales or gradients); for an ONNX file use l1 or l2, or prune the checkpoint")
-    model = ir.serde.deserialize_model(load_model(source))
-    before = work / "before.onnx"
-    save_model(ir.serde.serialize_model(model), before)  # one file, even if the source has external data
     _check_names({*config.ignore, *(n for n, _ in config.layer_ratios)}, list(prunable_weights(model)))
     ratios = dict(config.layer_ratios)
     if config.method == "magnitude":
@@ -150,13 +185,23 @@ def _prune_onnx(source: Path, config: PruneConfig, work: Path):
                                    config.ignore, ratios)
     result = pruning(model)
     if not result.modified:
-        raise DlcError(f"nothing was pruned in {source}: "
-                       + ("; ".join(f"{k}: {v}" for k, v in result.stats.get("left_whole", {}).items())
-                          or "no Conv, Gemm or MatMul with constant weights") + " (see --ignore and --ratio)")
+        raise DlcError(f"nothing was pruned: {_why_nothing(result.stats, config)}")
     proto = ir.serde.serialize_model(result.model)
-    after = work / "after.onnx"
     save_model(proto, after)
-    return proto, before, after, result.stats
+    if progress:
+        progress("pruning", 1, 1)
+    return proto, result.stats
+
+
+def _why_nothing(stats: dict, config: PruneConfig) -> str:
+    whole = stats.get("left_whole", {})
+    if not stats.get("groups"):
+        return "the model has no Conv, Gemm or MatMul with constant weights"
+    if stats["groups"] > len(whole):
+        return (f"--ratio {config.ratio:g} (with --round-to {config.round_to}) removes no channel from the "
+                f"{stats['groups'] - len(whole)} group(s) that could lose some; raise --ratio")
+    reasons = "; ".join(f"{k}: {v}" for k, v in whole.items())
+    return f"every group of channels is left whole ({reasons}); see --ignore"
 
 
 def _check_names(names, known: list[str]) -> None:
@@ -167,77 +212,112 @@ def _check_names(names, known: list[str]) -> None:
 
 # --- a checkpoint ----------------------------------------------------------------------------------------------
 
-def _prune_checkpoint(source: Path, config: PruneConfig, work: Path, progress: Progress | None):
-    """(pruned Checkpoint, before.onnx, after.onnx, stats): Torch-Pruning in steps, fine-tuning after each."""
+def _load_checkpoint(source: Path, before: Path):
+    """The checkpoint, checked, also exported to `before`."""
     from dlc import zoo
     from dlc.exporters.pytorch import export_checkpoint
     from dlc.training import checkpoint
 
-    if config.method == "magnitude":
-        raise InvalidDataError("--method magnitude prunes an ONNX model's weights: `dlc export` the checkpoint, then "
-                               "`dlc prune MODEL.onnx --method magnitude`")
     ckpt = checkpoint.load(source)
-    spec = zoo.get(ckpt.model)
-    if spec.task not in ("classify", "reconstruct"):
-        raise InvalidDataError(f"{ckpt.model} is a {spec.task} model; dlc prune measures classification and "
-                               "reconstruction models")
-    before = work / "before.onnx"
+    if zoo.get(ckpt.model).task not in ("classify", "reconstruct"):
+        raise InvalidDataError(f"{ckpt.model} is a {zoo.get(ckpt.model).task} model; dlc prune measures "
+                               "classification and reconstruction models")
     export_checkpoint(ckpt, before)
-    pruned, stats = _torch_prune(ckpt, spec, config, progress)
-    after = work / "after.onnx"
-    export_checkpoint(pruned, after)
-    return pruned, before, after, stats
+    return ckpt
 
 
-def _torch_prune(ckpt, spec, config: PruneConfig, progress: Progress | None):
+def _prune_checkpoint(ckpt, config: PruneConfig, after: Path, progress: Progress | None):
+    """(pruned Checkpoint, stats), also exported to `after`: Torch-Pruning in steps, fine-tuning after each."""
     import torch
     import torch_pruning as tp
+
+    from dlc import zoo
+    from dlc.exporters.pytorch import export_checkpoint
+
+    spec = zoo.get(ckpt.model)
+    net = ckpt.build_module()
+    model = getattr(net, "inner", net)
+    layers = _prunable_modules(model, ckpt.model)
+    _check_names({*config.ignore, *(n for n, _ in config.layer_ratios)}, list(layers))
+    example = torch.zeros(1, *ckpt.input_shape)
+    output_layer, output_shape = _output_layer(model, example, layers)
+    widths = {name: _width(m) for name, m in layers.items()}
+    pruner = tp.pruner.BasePruner(
+        model, example, importance=_importance(config.importance), pruning_ratio=config.ratio,
+        global_pruning=config.global_pruning, iterative_steps=config.steps,
+        ignored_layers=[layers[output_layer], *(layers[n] for n in config.ignore)],
+        round_to=config.round_to if config.round_to > 1 else None,
+        pruning_ratio_dict={layers[n]: r for n, r in config.layer_ratios})
+    history = _steps(pruner, net, model, spec, ckpt, config, (example, output_shape), progress)
+    pruned = _pruned_checkpoint(ckpt, model, config, example)
+    export_checkpoint(pruned, after)
+    whole = {output_layer: "its outputs are the model's", **{n: "ignored (--ignore)" for n in config.ignore}}
+    return pruned, {"layers": {name: {"channels": widths[name], "kept": _width(m)} for name, m in layers.items()},
+                    "fine_tuning": history, "left_whole": whole}
+
+
+def _steps(pruner, net, model, spec, ckpt, config: PruneConfig, check, progress: Progress | None) -> list[dict]:
+    """Prunes in `config.steps` steps, fine-tuning after each; returns the fine-tuning history."""
+    import torch
 
     from dlc.training.config import TrainConfig, with_recipe
     from dlc.training.data import load_dataset
     from dlc.training.loop import fine_tune
 
-    net = ckpt.build_module()
-    model = getattr(net, "inner", net)
-    layers = _prunable_modules(model, ckpt.model)
-    _check_names({*config.ignore, *(n for n, _ in config.layer_ratios)}, list(layers))
-    output_layer = list(layers.values())[-1]  # its outputs are the model's: classes, pixels
-    widths = {name: _width(m) for name, m in layers.items()}
-    pruner = tp.pruner.BasePruner(
-        model, torch.zeros(1, *ckpt.input_shape), importance=_importance(config.importance),
-        pruning_ratio=config.ratio, global_pruning=config.global_pruning, iterative_steps=config.steps,
-        ignored_layers=[output_layer, *(layers[n] for n in config.ignore)],
-        round_to=config.round_to if config.round_to > 1 else None,
-        pruning_ratio_dict={layers[n]: r for n, r in config.layer_ratios})
+    epochs = FINE_TUNE_EPOCHS if config.epochs is None else config.epochs
     data = load_dataset(ckpt.dataset, task=spec.task)
-    train = with_recipe(TrainConfig(model=ckpt.model, epochs=config.epochs, lr=config.lr, schedule="cosine"), spec)
+    train = with_recipe(TrainConfig(model=ckpt.model, epochs=max(epochs, 1), lr=config.lr, schedule="cosine"), spec)
+    example, output_shape = check
     history = []
     for step in range(1, config.steps + 1):
         if config.importance == "taylor":
             _gradients(net, spec.task, data, train)
         pruner.step()
+        with torch.no_grad():
+            shape = tuple(model.eval()(example).shape)
+        if shape != output_shape:
+            raise DlcError(f"pruning changed {ckpt.model}'s output from {list(output_shape)} to {list(shape)}: its "
+                           "output layer was not found; pass it with --ignore")
         if progress:
             progress("pruning steps", step, config.steps)
 
         def epoch_done(stats, step=step):
             history.append({"step": step, **stats.__dict__})
             if progress:
-                progress(f"fine-tuning (step {step})", stats.epoch, config.epochs)
+                progress(f"fine-tuning (step {step})", stats.epoch, epochs)
 
-        fine_tune(net, model, spec.task, data, train, config.epochs, epoch_done)
-    layer_stats = {name: {"channels": widths[name], "kept": _width(m)} for name, m in layers.items()}
-    pruned = _pruned_checkpoint(ckpt, model, config)
-    return pruned, {"layers": layer_stats, "fine_tuning": history, "left_whole": {
-        name: "its outputs are the model's" if m is output_layer else "ignored (--ignore)"
-        for name, m in layers.items() if m is output_layer or name in config.ignore}}
+        fine_tune(net, model, spec.task, data, train, epochs, epoch_done)
+    return history
+
+
+def _output_layer(model, example, layers: dict) -> tuple[str, tuple[int, ...]]:
+    """The Conv/Linear that runs last (its outputs are the model's) and the model's output shape."""
+    import torch
+
+    order = []
+    hooks = [m.register_forward_hook(lambda *_, name=name: order.append(name)) for name, m in layers.items()]
+    try:
+        with torch.no_grad():
+            shape = tuple(model.eval()(example).shape)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if not order:
+        raise InvalidDataError("the model has no Conv or Linear layer to prune")
+    return order[-1], shape
 
 
 def _prunable_modules(model, name: str) -> dict[str, Any]:
     """Conv and Linear layers by name; a model with layers dlc cannot rebuild narrower is refused."""
     from torch import nn
 
-    unsupported = sorted({type(m).__name__ for m in model.modules()
-                          if isinstance(m, (nn.RNNBase, nn.MultiheadAttention, nn.Embedding, nn.ConvTranspose2d))})
+    from dlc.zoo.sequence import SelfAttention
+
+    # what narrow_to cannot rebuild, or where channels are split into heads Torch-Pruning does not know of
+    refused = (nn.RNNBase, nn.MultiheadAttention, SelfAttention, nn.Embedding, nn.ConvTranspose1d, nn.ConvTranspose2d,
+               nn.ConvTranspose3d, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.PReLU)
+    unsupported = sorted({type(m).__name__ for m in model.modules() if isinstance(m, refused) or (
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.affine)})
     if unsupported:
         raise InvalidDataError(f"{name} has {', '.join(unsupported)} layers, which dlc prune does not narrow in a "
                                "checkpoint: `dlc export` it and prune the ONNX model (channels of its Conv/Gemm "
@@ -271,14 +351,39 @@ def _gradients(net, task: str, data, train) -> None:
     objective.loss(net.eval(), x, y)[0].backward()
 
 
-def _pruned_checkpoint(ckpt, model, config: PruneConfig):
+def _pruned_checkpoint(ckpt, model, config: PruneConfig, example):
+    """The checkpoint of the pruned `model`, checked: rebuilt from it, the model computes the same."""
     from dataclasses import replace
+
+    import torch
 
     how = {"method": config.method, "ratio": config.ratio, "importance": config.importance,
            "global": config.global_pruning, "steps": config.steps, "round_to": config.round_to,
-           "epochs_per_step": config.epochs}
-    return replace(ckpt, state_dict={k: v.detach().clone() for k, v in model.state_dict().items()},
-                   pruned=how, training_state=None)
+           "epochs_per_step": FINE_TUNE_EPOCHS if config.epochs is None else config.epochs}
+    pruned = replace(ckpt, state_dict={k: v.detach().clone() for k, v in model.state_dict().items()},
+                     pruned=how, training_state=None)
+    try:
+        rebuilt = getattr(pruned.build_module(), "inner", None) or pruned.build_module()
+        with torch.no_grad():
+            same = torch.allclose(rebuilt(example), model.eval()(example), atol=1e-5)
+    except RuntimeError as e:  # torch's size mismatches
+        raise DlcError(f"the pruned {ckpt.model} cannot be rebuilt from its checkpoint ({first_line(e)}); pass the "
+                       "layers involved with --ignore, or prune the exported ONNX model") from e
+    if not same:
+        raise DlcError(f"the pruned {ckpt.model} computes differently once rebuilt from its checkpoint; pass the "
+                       "layers involved with --ignore, or prune the exported ONNX model")
+    return pruned
+
+
+def _with_measured_metric(pruned, after: dict):
+    """The pruned checkpoint with the test accuracy measured after pruning, not the one from training."""
+    from dataclasses import replace
+
+    metrics = {k: v for k, v in pruned.metrics.items() if k not in ("test_accuracy", "test_loss", "train_accuracy",
+                                                                    "val_accuracy")}
+    if after.get("metric", {}).get("name") == "top-1":
+        metrics["test_accuracy"] = after["metric"]["value"]
+    return replace(pruned, metrics=metrics)
 
 
 # --- measure, gate, write ----------------------------------------------------------------------------------------
@@ -295,7 +400,10 @@ def _validation(data_source: Path | None, config: PruneConfig, model_path: Path)
                      io_specs(load_model(model_path))[0])
 
 
-def _measure(path: Path, data, config: PruneConfig, work: Path, progress: Progress | None) -> dict[str, Any]:
+def _measure(path: Path, data, reference, config: PruneConfig, work: Path,
+             progress: Progress | None) -> dict[str, Any]:
+    """Parameters, FLOPs, sizes, the task's metric (against `reference`'s predictions when the data has no
+    labels) and the latency of the ONNX model at `path`."""
     from dlc.analysis.inspect import inspect_model
     from dlc.quantization import evaluate
 
@@ -306,7 +414,7 @@ def _measure(path: Path, data, config: PruneConfig, work: Path, progress: Progre
     if data is not None:
         from dlc.onnxio import load_model
 
-        result = evaluate(load_model(path), data)
+        result = evaluate(load_model(path), data, reference=reference)
         measured["metric"] = {"name": result.metric, "value": round(result.value, 6), "samples": result.samples}
     measured["latency_ms"] = _latency(path, config, work)
     if progress:
@@ -338,7 +446,7 @@ def _gates(before: dict, after: dict, config: PruneConfig) -> dict[str, Any]:
         b = Evaluation(metric["name"], metric["value"], metric["samples"])
         drop = Evaluation(metric["name"], after["metric"]["value"], metric["samples"]).drop_from(b)
         gates["max_drop"] = {"limit": config.max_drop, "measured": round(drop, 6), "held": drop <= config.max_drop,
-                             "why": f"{metric['name']} dropped {b.shown(b.value)} → "
+                             "why": f"{metric['name']} went {b.shown(b.value)} → "
                                     f"{b.shown(after['metric']['value'])}, over --max-drop {config.max_drop:g}"}
     if config.min_speedup is not None:
         speedup = before["latency_ms"]["p50"] / max(after["latency_ms"]["p50"], 1e-9)

@@ -31,13 +31,13 @@ from typing import ClassVar
 import numpy as np
 import onnx_ir as ir
 
+from dlc.onnxio import inferred_shapes
 from dlc.passes.infra import Pass, PassResult, register
 
-IMPORTANCES = ("l1", "l2")
-_PASS_THROUGH = {"Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu",
+_PASS_THROUGH = {"Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu",
                  "Softplus", "Gelu", "Erf", "Mish", "Neg", "Abs", "Sqrt", "Exp", "Dropout", "Identity", "MaxPool",
                  "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "Cast"}
-_BINARY = {"Add", "Sub", "Mul", "Div", "Max", "Min"}
+_BINARY = {"Add", "Sub", "Mul", "Div", "Max", "Min", "PRelu"}  # PRelu: its slope may be per channel
 _REDUCE = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum"}
 _FIXED = None  # the space of channels that come from outside any prunable layer
 
@@ -62,6 +62,7 @@ class _Channels:
         self.shapes, self.ignore = shapes, ignore
         for node in model.graph:
             self._visit(node)
+            self._block_subgraph_reads(node)
         for value in model.graph.outputs:
             self._block(self.layouts.get(value), f"its channels are the graph output {value.name!r}")
 
@@ -82,7 +83,7 @@ class _Channels:
     def _new_space(self, node: ir.Node, size: int, axis: int) -> tuple[Segment, ...]:
         self.spaces.append(_Space(size, [(node, axis)]))
         self.parent.append(len(self.parent))
-        if node.name in self.ignore:
+        if _label(node) in self.ignore:
             self.spaces[-1].blocked.append(f"{_label(node)} is ignored (--ignore)")
         return ((len(self.spaces) - 1, size, 1),)
 
@@ -90,6 +91,36 @@ class _Channels:
         for space, _, _ in layout or ():
             if space is not _FIXED:
                 self.spaces[self.find(space)].blocked.append(why)
+
+    def _cut_later(self, node: ir.Node, index: int, axis: int, layout, kind: str = "slice") -> None:
+        """Records that input `index` of `node` loses the pruned channels of `layout` along `axis` — unless it
+        cannot safely: then the channels stay (not constant, shared with another node, or a width that does
+        not match the channels arriving)."""
+        value = node.inputs[index] if index < len(node.inputs) else None
+        if value is None:
+            return
+        why = None
+        if value.const_value is None:
+            why = f"{_label(node)} reads {value.name}, which is not constant"
+        elif len(value.uses()) > 1:
+            why = f"{_label(node)} shares {value.name} with another node"
+        elif kind == "slice" and value.const_value.shape[axis] != _width(layout):
+            why = (f"{_label(node)}'s {value.name} is {value.const_value.shape[axis]} wide where {_width(layout)} "
+                   "channels arrive")
+        if why:
+            self._block(layout, why)
+        else:
+            self.cuts.append((kind, node, index, axis, layout))
+
+    def _block_subgraph_reads(self, node: ir.Node) -> None:
+        """Values an If/Loop/Scan body reads from outside are read by ops this pass does not follow."""
+        for attr in node.attributes.values():
+            graphs = [attr.value] if attr.type == ir.AttributeType.GRAPH else \
+                list(attr.value) if attr.type == ir.AttributeType.GRAPHS else []
+            for graph in graphs:
+                for inner in ir.traversal.RecursiveGraphIterator(graph):
+                    for value in inner.inputs:
+                        self._block(self.layouts.get(value), f"a subgraph of {_label(node)} reads it")
 
     def _shape(self, value: ir.Value | None):
         return None if value is None else self.shapes.get(value.name)
@@ -102,8 +133,9 @@ class _Channels:
             out = self._conv(node, laid)
         elif op in ("Gemm", "MatMul"):
             out = self._dense(node, laid)
-        elif op == "BatchNormalization" and laid[0] and not any(laid[1:]):
-            self.cuts += [("slice", node, i, 0, laid[0]) for i in range(1, 5)]
+        elif op == "BatchNormalization" and laid[0] and not any(laid[1:]) and _constants(node.inputs[1:5]):
+            for i in range(1, 5):
+                self._cut_later(node, i, 0, laid[0])
             out = laid[0]
         elif op in _PASS_THROUGH and laid[0] and _constants(node.inputs[1:]):
             out = laid[0]
@@ -124,20 +156,21 @@ class _Channels:
     def _conv(self, node: ir.Node, laid) -> tuple[Segment, ...] | None:
         weight = node.inputs[1]
         if weight is None or weight.const_value is None or not _constants(node.inputs[2:]):
-            self._block(laid[0], f"{_label(node)} (Conv) has weights that are not constant")
+            for layout in laid:
+                self._block(layout, f"{_label(node)} (Conv) has weights that are not constant")
             return None
         out_channels, group = weight.const_value.shape[0], _attr(node, "group", 1)
         if group == 1:
             if laid[0]:
-                self.cuts.append(("slice", node, 1, 1, laid[0]))
+                self._cut_later(node, 1, 1, laid[0])
             layout = self._new_space(node, out_channels, 0)
-            self.cuts += [("slice", node, 1, 0, layout), ("slice", node, 2, 0, layout)]
-            if len(weight.uses()) > 1:
-                self._block(layout, f"{_label(node)}'s weight is shared with another node")
+            self._cut_later(node, 1, 0, layout)
+            self._cut_later(node, 2, 0, layout)
             return layout
         if laid[0] and group == out_channels == _width(laid[0]):  # depthwise: channel c reads only channel c
-            self.cuts += [("slice", node, 1, 0, laid[0]), ("slice", node, 2, 0, laid[0]), ("group", node, 0, 0,
-                                                                                          laid[0])]
+            self._cut_later(node, 1, 0, laid[0])
+            self._cut_later(node, 2, 0, laid[0])
+            self.cuts.append(("group", node, 0, 0, laid[0]))
             return laid[0]
         self._block(laid[0], f"{_label(node)} is a grouped Conv (group={group})")
         return None
@@ -149,26 +182,30 @@ class _Channels:
         if weight is None or weight.const_value is None or len(weight.const_value.shape) != 2 or \
                 (gemm and _attr(node, "transA", 0)) or (not gemm and (a_shape is None or len(a_shape) != 2)) or \
                 not _constants(node.inputs[2:]):
-            self._block(laid[0], f"{_label(node)} ({node.op_type}) is not a 2-D product with a constant weight")
+            for layout in laid:
+                self._block(layout, f"{_label(node)} ({node.op_type}) is not a 2-D product with a constant weight")
             return None
         transposed = gemm and _attr(node, "transB", 0)
         if laid[0]:
-            self.cuts.append(("slice", node, 1, 1 if transposed else 0, laid[0]))
+            self._cut_later(node, 1, 1 if transposed else 0, laid[0])
         out_features = weight.const_value.shape[0 if transposed else 1]
         layout = self._new_space(node, out_features, 0 if transposed else 1)
-        self.cuts.append(("slice", node, 1, 0 if transposed else 1, layout))
-        if len(weight.uses()) > 1:
-            self._block(layout, f"{_label(node)}'s weight is shared with another node")
+        self._cut_later(node, 1, 0 if transposed else 1, layout)
         bias = node.inputs[2] if len(node.inputs) > 2 else None
-        if bias is not None and bias.const_value is not None and bias.const_value.shape[-1:] == (out_features,):
-            self.cuts.append(("slice", node, 2, len(bias.const_value.shape) - 1, layout))
-        elif bias is not None:
+        if bias is not None and bias.const_value.shape[-1:] == (out_features,):
+            self._cut_later(node, 2, len(bias.const_value.shape) - 1, layout)
+        elif bias is not None and bias.const_value.size != 1:
             self._block(layout, f"{_label(node)}'s bias does not have one value per output")
         return layout
 
     def _binary(self, node: ir.Node, laid) -> tuple[Segment, ...] | None:
         layouts = [x for x in laid if x]
         first = layouts[0]
+        rank = len(self._shape(node.outputs[0]) or ())
+        if any(len(self._shape(v) or ()) != rank for v, x in zip(node.inputs, laid) if x):
+            for layout in layouts:
+                self._block(layout, f"{_label(node)} ({node.op_type}) broadcasts it to another rank")
+            return None
         for other in layouts[1:]:
             if [(c, i) for _, c, i in other] != [(c, i) for _, c, i in first] or \
                     any((a is _FIXED) != (b is _FIXED) for (a, _, _), (b, _, _) in zip(first, other)):
@@ -178,7 +215,6 @@ class _Channels:
             for (a, _, _), (b, _, _) in zip(first, other):
                 if a is not _FIXED:
                     self._join(a, b)
-        rank = len(self._shape(node.outputs[0]) or ())
         for i, (value, layout) in enumerate(zip(node.inputs, laid)):
             if layout:
                 continue
@@ -190,7 +226,7 @@ class _Channels:
                                    "which is not a constant per channel")
                 return None
             if axis is not None and axis >= 0 and shape[axis] != 1:
-                self.cuts.append(("slice", node, i, axis, first))
+                self._cut_later(node, i, axis, first)
         return first
 
     def _concat(self, node: ir.Node, laid) -> tuple[Segment, ...] | None:
@@ -224,7 +260,7 @@ class _Channels:
         spatial = math.prod(shape[2:])
         flattened = tuple((space, channels, inner * spatial) for space, channels, inner in layout)
         if target is not None and target[1] != -1:
-            self.cuts.append(("reshape", node, 1, 1, flattened))
+            self._cut_later(node, 1, 1, flattened, kind="reshape")
         return flattened
 
     def _reduce(self, node: ir.Node, layout) -> tuple[Segment, ...] | None:
@@ -278,7 +314,7 @@ class ChannelPrunePass(Pass):
         self.round_to, self.ignore, self.layer_ratios = max(1, round_to), set(ignore), dict(layer_ratios or {})
 
     def call(self, model: ir.Model) -> PassResult:
-        channels = _Channels(model, _static_shapes(model), self.ignore)
+        channels = _Channels(model, inferred_shapes(ir.serde.serialize_model(model)), self.ignore)
         roots = sorted({channels.find(s) for s in range(len(channels.spaces))})
         open_ = [r for r in roots if not channels.spaces[r].blocked]
         scores = {r: _importance(channels.spaces[r], self.importance) for r in open_}
@@ -306,8 +342,9 @@ class ChannelPrunePass(Pass):
             counts = {r: int((s >= threshold).sum()) for r, s in scores.items()}
         else:
             for r in scores:
-                ratio = min((self.layer_ratios.get(node.name, self.ratio) for node, _ in channels.spaces[r].producers),
-                            default=self.ratio)
+                # a group with a --layer-ratio member takes that ratio (the lowest, if members differ)
+                ratio = min((self.layer_ratios[_label(node)] for node, _ in channels.spaces[r].producers
+                             if _label(node) in self.layer_ratios), default=self.ratio)
                 counts[r] = len(scores[r]) - int(ratio * len(scores[r]))
         keep = {}
         for r, score in scores.items():
@@ -323,7 +360,7 @@ def _importance(space: _Space, kind: str) -> np.ndarray:
         weight = np.moveaxis(node.inputs[1].const_value.numpy().astype(np.float64), axis, 0).reshape(space.size, -1)
         norm = np.abs(weight).sum(axis=1) if kind == "l1" else np.sqrt((weight ** 2).sum(axis=1))
         total += norm / max(norm.mean(), 1e-12)
-    return total
+    return total / len(space.producers)  # a residual group ranks like a single layer under one global threshold
 
 
 def _space_name(space: _Space) -> str:
@@ -361,33 +398,19 @@ def _forget_inner_shapes(model: ir.Model) -> None:
                 value.shape = None
 
 
-def _static_shapes(model: ir.Model) -> dict[str, tuple[int, ...]]:
-    """Every tensor's shape by ONNX shape inference, symbolic input dimensions taken as 1."""
-    import onnx
-
-    proto = ir.serde.serialize_model(model)
-    for value in proto.graph.input:
-        for dim in value.type.tensor_type.shape.dim:
-            if not dim.HasField("dim_value"):
-                dim.Clear()
-                dim.dim_value = 1
-    inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True).graph
-    shapes = {t.name: tuple(t.dims) for t in inferred.initializer}
-    for value in [*inferred.input, *inferred.value_info, *inferred.output]:
-        tensor = value.type.tensor_type
-        if tensor.HasField("shape") and all(d.HasField("dim_value") for d in tensor.shape.dim):
-            shapes[value.name] = tuple(d.dim_value for d in tensor.shape.dim)
-    return shapes
-
-
 def prunable_weights(model: ir.Model) -> dict[str, ir.Value]:
-    """The constant weights of Conv, Gemm and MatMul nodes, by node name."""
-    found = {}
+    """The constant weights of Conv, Gemm and MatMul nodes, by node name (see `_label`; a repeated name gets
+    "#2", "#3"...)."""
+    found: dict[str, ir.Value] = {}
     for node in model.graph:
         if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.inputs) > 1:
             for value in node.inputs[:2]:
                 if value is not None and value.const_value is not None and len(value.const_value.shape) >= 2:
-                    found[node.name] = value
+                    label, n = _label(node), 1
+                    while label in found:
+                        n += 1
+                        label = f"{_label(node)}#{n}"
+                    found[label] = value
     return found
 
 

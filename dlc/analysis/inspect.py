@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dlc.analysis.flops import Cost, node_cost
-from dlc.onnxio import io_specs, load_model
+from dlc.onnxio import inferred_shapes, io_specs, load_model
 from dlc.specs import TensorSpec
 
 
@@ -106,7 +106,7 @@ def graph_contents(model) -> dict[str, Any]:
 def _layers(model, fixed: list[TensorSpec], inits: dict) -> list[Layer]:
     import numpy as np
 
-    shapes = _inferred_shapes(model, fixed)
+    shapes = inferred_shapes(model, {s.name: tuple(s.shape) for s in fixed})
     layers = []
     for i, node in enumerate(model.graph.node):
         in_shapes = [shapes.get(name) if name else None for name in node.input]
@@ -117,29 +117,6 @@ def _layers(model, fixed: list[TensorSpec], inits: dict) -> list[Layer]:
         layers.append(Layer(node.name or f"{node.op_type}_{i}", node.op_type, None if out is None else list(out),
                             params, cost))
     return layers
-
-
-def _inferred_shapes(model, fixed: list[TensorSpec]) -> dict[str, tuple[int, ...]]:
-    """Every tensor's static shape after inference with the inputs pinned to `fixed`."""
-    import onnx
-
-    pinned = onnx.ModelProto()
-    pinned.CopyFrom(model)
-    by_name = {s.name: s for s in fixed}
-    for value in pinned.graph.input:
-        if value.name in by_name:
-            dims = value.type.tensor_type.shape.dim
-            for dim, size in zip(dims, by_name[value.name].shape):
-                dim.Clear()
-                dim.dim_value = int(size)
-    inferred = onnx.shape_inference.infer_shapes(pinned, strict_mode=False, data_prop=True)
-    graph = inferred.graph
-    shapes = {t.name: tuple(t.dims) for t in graph.initializer}
-    for value in [*graph.input, *graph.value_info, *graph.output]:
-        tensor = value.type.tensor_type
-        if tensor.HasField("shape") and all(d.HasField("dim_value") for d in tensor.shape.dim):
-            shapes[value.name] = tuple(d.dim_value for d in tensor.shape.dim)
-    return shapes
 
 
 def _attributes(node) -> dict[str, Any]:

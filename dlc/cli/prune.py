@@ -46,7 +46,8 @@ def prune(
                                           "widths).")] = 1,
     steps: Annotated[int, typer.Option(help="Reach --ratio in this many steps, fine-tuning after each "
                                        "(checkpoints).")] = 1,
-    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per step (checkpoints; 0: none).")] = 5,
+    epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs per step (checkpoints; 0: none) "
+                                               "[default: 5].", show_default=False)] = None,
     lr: Annotated[float | None, typer.Option(help="Fine-tuning learning rate [default: the model's "
                                              "recipe].")] = None,
     ignore: Annotated[list[str] | None, typer.Option(help="A layer to leave whole (repeat; a module name for "
@@ -81,6 +82,9 @@ def prune(
     report = report or beside(output, ".prune.json")
     if report.is_dir():
         raise DlcError(f"--report {report} is a folder; pass a file path for the JSON report")
+    if report.resolve() == output.resolve() or output.resolve() == model.resolve():
+        raise DlcError(f"{'--report' if report.resolve() == output.resolve() else '-o'} {output} would overwrite "
+                       f"{'the output' if report.resolve() == output.resolve() else 'the model'}; pass another path")
     config = PruneConfig(method=method.value, ratio=ratio, importance=importance.value, global_pruning=global_pruning,
                          round_to=round_to, steps=steps, epochs=epochs, lr=lr, ignore=tuple(ignore or ()),
                          layer_ratios=_layer_ratios(layer_ratio or []), checkpoint=checkpoint,
@@ -92,6 +96,7 @@ def prune(
         result = prune_file(model, output, config, progress)
     report_path = write_json(report, result.to_dict())
     console.print(_table(result))
+    console.print(_per_layer(result))
     for name, why in result.left_whole.items():
         console.print(f"left whole: {name}: {why}")
     console.print(f"wrote {result.output}   report: {report_path}")
@@ -110,6 +115,18 @@ def _layer_ratios(items: list[str]) -> tuple[tuple[str, float], ...]:
         if not name:
             raise InvalidDataError(f"--layer-ratio {item!r}: write NAME=RATIO, e.g. features.0=0.25")
     return tuple(pairs)
+
+
+def _per_layer(result, shown: int = 12) -> str:
+    """One line: each layer's sparsity (magnitude) or channels kept (channel), the first `shown` of them."""
+    if result.method == "magnitude":
+        items = [f"{name} {100 * v['sparsity']:.0f}%" for name, v in result.layers.items()]
+        title = "zeros per layer"
+    else:
+        items = [f"{name} {v['kept']}/{v['channels']}" for name, v in result.layers.items()]
+        title = "channels kept per layer"
+    more = f" (+{len(items) - shown} more in the report)" if len(items) > shown else ""
+    return f"{title}: {', '.join(items[:shown])}{more}"
 
 
 def _table(result) -> Table:

@@ -90,6 +90,17 @@ def test_the_gates_refuse_a_result_unless_forced(runner, onnx_model, trained_che
     assert "MISSED" in forced.output
 
 
+def test_without_labels_the_gate_compares_predictions_with_the_full_model(onnx_model, tmp_path):
+    """An .npz without labels: the metric is top-1 agreement with the unpruned model, which pruning 90 % breaks."""
+    from dlc.training.data import load_dataset
+
+    np.savez(tmp_path / "x.npz", x=load_dataset("digits").x_test[:64])
+    refused = run_dlc("prune", str(onnx_model), "--calibration", str(tmp_path / "x.npz"), "--ratio", "0.9",
+                      "--max-drop", "0.05", "--runs", "5", "-o", str(tmp_path / "p.onnx"))
+    assert_one_line_error(refused, "top-1 agreement went 100.00% →")
+    assert not (tmp_path / "p.onnx").exists()
+
+
 def test_magnitude_pruning_zeroes_weights_and_the_file_compresses(runner, onnx_model, tmp_path):
     out = tmp_path / "sparse.onnx"
     result = invoke(runner, "prune", onnx_model, "--method", "magnitude", "--ratio", "0.8", "--runs", "10", "-o",
@@ -125,6 +136,10 @@ def test_bad_input_is_one_line(runner, onnx_model, trained_checkpoint, tmp_path)
         (["--importance", "taylor"], "needs the PyTorch model"),
         (["--max-drop", "0.01"], "--max-drop needs a validation set"),
         (["--steps", "0"], "at least 1"),
+        (["--epochs", "2"], "fine-tune a checkpoint between steps"),
+        (["--global", "--layer-ratio", "node_linear=0.2"], "use one or the other"),
+        (["--method", "magnitude", "--round-to", "8"], "keeps every channel"),
+        (["--ratio", "0"], "removes no channel from the"),
     ]
     for extra, fragment in cases:
         assert_one_line_error(run_dlc("prune", str(onnx_model), "-o", out, *extra), fragment)
@@ -132,7 +147,10 @@ def test_bad_input_is_one_line(runner, onnx_model, trained_checkpoint, tmp_path)
     assert_one_line_error(run_dlc("prune", str(trained_checkpoint), "-o", out), "writes .pt or .pth")
     assert_one_line_error(run_dlc("prune", str(trained_checkpoint), "--method", "magnitude", "-o",
                                   str(tmp_path / "o.pt")), "`dlc export` the checkpoint")
+    assert_one_line_error(run_dlc("prune", str(trained_checkpoint), "--checkpoint", str(trained_checkpoint), "-o",
+                                  str(tmp_path / "o.pt")), "measured on its own data set's test split")
     assert_one_line_error(run_dlc("prune", str(tmp_path / "missing.onnx")), "missing.onnx")
+    assert_one_line_error(run_dlc("prune", str(onnx_model), "-o", str(onnx_model), "--force"), "would overwrite")
     assert not [p for p in tmp_path.iterdir() if p.suffix in (".onnx", ".pt", ".json")]
 
 

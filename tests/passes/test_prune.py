@@ -172,3 +172,102 @@ def test_global_magnitude_pruning_uses_one_threshold(net_onnx):
     _, stats = _prune(net_onnx, MagnitudePrunePass(0.7, global_pruning=True))
     assert abs(stats["sparsity"] - 0.7) < 0.01
     assert len({round(v["sparsity"], 2) for v in stats["layers"].values()}) > 1
+
+
+def _weights(*shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=s).astype(np.float32) for s in shapes]
+
+
+HEAD = """
+<ir_version: 8, opset_import: ["" : 17]>
+net (float[1, 3, 4, 4] x) => (float[1, 6] z) {{
+    {body}
+    p = GlobalAveragePool (q)
+    f = Flatten (p)
+    z = Gemm <transB = 1> (f, wc)
+}}"""
+
+
+@pytest.mark.parametrize("body, weights, reason", [
+    # a per-channel scale shared by two layers' outputs would be cut twice, differently
+    ("a = Conv (x, wa)\n b = Conv (x, wb)\n a2 = Mul (a, s)\n b2 = Mul (b, s)\n q = Concat <axis = 1> (a2, b2)",
+     {"wa": (8, 3, 1, 1), "wb": (8, 3, 1, 1), "s": (1, 8, 1, 1), "wc": (6, 16)}, "shares s with another node"),
+    # batch-norm parameters that are not constants
+    ("a = Conv (x, wa)\n g = Identity (gamma)\n q = BatchNormalization (a, g, beta, mean, var)",
+     {"wa": (8, 3, 1, 1), "gamma": (8,), "beta": (8,), "mean": (8,), "var": (8,), "wc": (6, 8)}, "(BatchNormalization)"),
+])
+def test_what_cannot_be_cut_safely_is_left_whole(body, weights, reason):
+    arrays = dict(zip(weights, _weights(*weights.values())))
+    model = parse(HEAD.format(body=body), **arrays)
+    pruned, stats = _prune(model, ChannelPrunePass(0.5))
+    assert any(reason in why for why in stats["left_whole"].values()), stats["left_whole"]
+    x = np.random.default_rng(0).random((1, 3, 4, 4), dtype=np.float32)
+    np.testing.assert_allclose(run(pruned, {"x": x})[0], run(model, {"x": x})[0], rtol=1e-5, atol=1e-5)
+
+
+def test_an_activation_as_a_matmul_operand_is_not_cut():
+    wa, w1, c = _weights((8, 3, 1, 1), (8, 8), (6, 1))
+    model = parse("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        net (float[1, 3, 4, 4] x) => (float[6, 8] z) {
+            a = Conv (x, wa)
+            p = GlobalAveragePool (a)
+            f = Flatten (p)
+            g = Gemm <transB = 1> (f, w1)
+            z = MatMul (c, g)
+        }""", wa=wa, w1=w1, c=c)
+    pruned, stats = _prune(model, ChannelPrunePass(0.5))
+    assert "MatMul → z (MatMul) is not a 2-D product with a constant weight" in stats["left_whole"].values()
+    x = np.random.default_rng(0).random((1, 3, 4, 4), dtype=np.float32)
+    assert run(pruned, {"x": x})[0].shape == (6, 8)
+
+
+def test_a_per_channel_prelu_slope_is_cut_with_its_channels():
+    wa, slope, wc = _weights((8, 3, 1, 1), (8, 1, 1), (6, 8))
+    model = parse(HEAD.format(body="a = Conv (x, wa)\n q = PRelu (a, slope)"), wa=wa, slope=slope, wc=wc)
+    pruned, _ = _prune(model, ChannelPrunePass(0.5))
+    shapes = {t.name: list(t.dims) for t in pruned.graph.initializer}
+    assert shapes["slope"] == [4, 1, 1] and shapes["wc"] == [6, 4]
+    assert run(pruned, {"x": np.ones((1, 3, 4, 4), np.float32)})[0].shape == (1, 6)
+
+
+def test_a_flatten_over_symbolic_spatial_dims_is_not_guessed():
+    wa, wc = _weights((8, 3, 1, 1), (6, 32))
+    model = parse("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        net (float[N, 3, H, W] x) => (float[N, 6] z) {
+            a = Conv (x, wa)
+            f = Flatten (a)
+            z = Gemm <transB = 1> (f, wc)
+        }""", wa=wa, wc=wc)
+    pruned, stats = _prune(model, ChannelPrunePass(0.5))
+    assert "wc is 32 wide where 8 channels arrive" in " ".join(stats["left_whole"].values())
+    assert {t.name: list(t.dims) for t in pruned.graph.initializer}["wa"] == [8, 3, 1, 1]
+
+
+def test_global_pruning_ranks_a_residual_group_like_a_single_layer():
+    ws, wa, wb, wc = _weights((16, 3, 1, 1), (16, 16, 1, 1), (16, 3, 1, 1), (6, 32))
+    model = parse("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        net (float[1, 3, 4, 4] x) => (float[1, 6] z) {
+            s = Conv (x, ws)
+            a = Conv (s, wa)
+            r = Add (s, a)
+            b = Conv (x, wb)
+            c = Concat <axis = 1> (r, b)
+            p = GlobalAveragePool (c)
+            f = Flatten (p)
+            z = Gemm <transB = 1> (f, wc)
+        }""", ws=ws, wa=wa, wb=wb, wc=wc)
+    _, stats = _prune(model, ChannelPrunePass(0.5, global_pruning=True))
+    kept = {k: v["kept"] for k, v in stats["layers"].items()}
+    assert 4 <= kept["Conv → s"] <= 12 and 4 <= kept["Conv → b"] <= 12, kept
+
+
+def test_magnitude_pruning_prunes_every_unnamed_layer():
+    wa, wb, wc = _weights((8, 3, 1, 1), (8, 8, 1, 1), (6, 8))
+    model = parse(HEAD.format(body="a = Conv (x, wa)\n q = Conv (a, wb)"), wa=wa, wb=wb, wc=wc)
+    pruned, stats = _prune(model, MagnitudePrunePass(0.5))
+    assert set(stats["layers"]) == {"Conv → a", "Conv → q", "Gemm → z"}
+    assert all(np.isclose((onnx.numpy_helper.to_array(t) == 0).mean(), 0.5) for t in pruned.graph.initializer)
