@@ -30,8 +30,20 @@ class Data:
     held_out: bool = True  # validated on other samples than those calibrated on
 
 
-def load_data(checkpoint: Path | None, calibration: Path | None, specs: list[TensorSpec]) -> Data:
-    """Calibration and validation samples from the checkpoint's data set, an .npz or an image folder."""
+def model_task(proto) -> str:
+    """The task of a model `dlc export` wrote (its zoo model, in the metadata); "classify" for any other."""
+    from dlc import zoo
+
+    name = {p.key: p.value for p in proto.metadata_props}.get("dlc.model")
+    return zoo.get(name).task if name in zoo.names() else "classify"
+
+
+def load_data(checkpoint: Path | None, calibration: Path | None, specs: list[TensorSpec],
+              task: str = "classify") -> Data:
+    """Calibration and validation samples from the checkpoint's data set, an .npz or an image folder.
+
+    `task` is the model's (see `model_task`): an .npz or a folder validates a reconstruction model
+    by MSE to its input; a generator's samples calibrate but validate nothing (no metric)."""
     if checkpoint is not None:
         return _checkpoint_data(checkpoint, specs)
     path = Path(calibration)
@@ -42,8 +54,23 @@ def load_data(checkpoint: Path | None, calibration: Path | None, specs: list[Ten
         from dlc.training.datafiles import load_arrays
 
         x, y, _ = load_arrays(path)
-        return _samples({_single(specs, path): x}, y, specs, str(path))
-    return _npz_data(path, specs)
+        data = _samples({_single(specs, path): x}, y, specs, str(path))
+    else:
+        data = _npz_data(path, specs)
+    if task != "classify":  # measured against the input itself (or not at all): labels mean nothing here
+        data.task, data.labels = task, None
+    if task not in ("classify", "reconstruct"):
+        data.validate = []
+    return data
+
+
+def require_metric(data: Data | None) -> None:
+    """--max-drop needs validation samples with a metric."""
+    if data is None:
+        raise InvalidDataError("--max-drop needs a validation set: pass --checkpoint CKPT or --calibration DATA")
+    if not data.validate:
+        raise InvalidDataError(f"a {data.task} model (a GAN's generator) has no accuracy to measure: leave out "
+                               "--max-drop")
 
 
 def _checkpoint_data(path: Path, specs: list[TensorSpec]) -> Data:

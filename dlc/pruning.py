@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 import zlib
@@ -28,6 +29,7 @@ METHODS = ("channel", "magnitude")
 IMPORTANCES = ("l1", "l2", "bn", "taylor")  # bn and taylor: checkpoints only (they need the module)
 BACKENDS = ("onnxruntime", "tvm")
 FINE_TUNE_EPOCHS = 5  # per step
+MAX_STEPS = 50
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -98,8 +100,10 @@ def prune_file(source: str | Path, out: str | Path, config: PruneConfig = PruneC
         gates = _gates(before, after, config)
         if not all(g["held"] for g in gates.values()) and not config.force:
             failed = "; ".join(g["why"] for g in gates.values() if not g["held"])
-            raise DlcError(f"the pruned model misses a gate: {failed}; nothing was written: lower --ratio, prune in "
-                           "more --steps (fine-tuning between), or pass --force to write it anyway")
+            remedy = "prune in more --steps (fine-tuning between)" if from_checkpoint else \
+                "prune the PyTorch checkpoint instead (it is fine-tuned)"
+            raise DlcError(f"the pruned model misses a gate: {failed}; nothing was written: lower --ratio, {remedy}, "
+                           "or pass --force to write it anyway")
         _write(_with_measured_metric(pruned, after) if from_checkpoint else pruned, out)
     return PruneReport(source, out, config.method, before, after, stats["layers"], stats.get("left_whole", {}),
                        gates, stats.get("fine_tuning", []), time.perf_counter() - start)
@@ -113,8 +117,15 @@ def _check_config(config: PruneConfig, from_checkpoint: bool) -> None:
     for name, ratio in (("--ratio", config.ratio), *((f"--layer-ratio {n}", r) for n, r in config.layer_ratios)):
         if not 0 <= ratio < 1:
             raise InvalidDataError(f"{name} must be in [0, 1) (the share removed), not {ratio:g}")
-    if config.steps < 1 or config.round_to < 1 or (config.epochs or 0) < 0 or config.runs < 1:
-        raise InvalidDataError("--steps, --round-to and --runs must be at least 1, --epochs at least 0")
+    if not 1 <= config.steps <= MAX_STEPS or config.round_to < 1 or (config.epochs or 0) < 0 or config.runs < 1:
+        raise InvalidDataError(f"--steps must be 1 to {MAX_STEPS}, --round-to and --runs at least 1, --epochs at "
+                               "least 0")
+    if config.lr is not None and not 0 < config.lr < math.inf:
+        raise InvalidDataError(f"--lr must be a positive number, not {config.lr:g}")
+    if config.checkpoint is not None and config.calibration is not None:
+        raise InvalidDataError("pass --checkpoint or --calibration for the validation data, not both")
+    if config.method == "magnitude" and config.ratio == 0:
+        raise InvalidDataError("--ratio 0 zeroes no weight; pass the share to zero, e.g. --ratio 0.5")
     if config.max_drop is not None and not config.max_drop >= 0:
         raise InvalidDataError(f"--max-drop must be 0 or more, not {config.max_drop:g} (0.01 is one point)")
     if config.min_speedup is not None and not config.min_speedup > 0:
@@ -165,6 +176,11 @@ def _load_onnx(source: Path, before: Path):
     from dlc.onnxio import load_model, save_model
 
     proto = load_model(source)
+    names = [n.name for n in proto.graph.node if n.name]
+    if len(set(names)) < len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise InvalidDataError(f"{source} has several nodes named {', '.join(twice[:3])}; ONNX Runtime refuses such "
+                               "a model and layers are chosen by name: give each node its own name")
     save_model(proto, before)
     return ir.serde.deserialize_model(proto)
 
@@ -197,11 +213,12 @@ def _why_nothing(stats: dict, config: PruneConfig) -> str:
     whole = stats.get("left_whole", {})
     if not stats.get("groups"):
         return "the model has no Conv, Gemm or MatMul with constant weights"
-    if stats["groups"] > len(whole):
+    if stats["groups"] > stats["groups_left_whole"]:
         return (f"--ratio {config.ratio:g} (with --round-to {config.round_to}) removes no channel from the "
-                f"{stats['groups'] - len(whole)} group(s) that could lose some; raise --ratio")
+                f"{stats['groups'] - stats['groups_left_whole']} group(s) that could lose some; raise --ratio")
     reasons = "; ".join(f"{k}: {v}" for k, v in whole.items())
-    return f"every group of channels is left whole ({reasons}); see --ignore"
+    return (f"every group of channels is left whole ({reasons}); channel pruning follows Conv/Gemm networks, "
+            "--method magnitude zeroes weights of any model")
 
 
 def _check_names(names, known: list[str]) -> None:
@@ -220,8 +237,9 @@ def _load_checkpoint(source: Path, before: Path):
 
     ckpt = checkpoint.load(source)
     if zoo.get(ckpt.model).task not in ("classify", "reconstruct"):
-        raise InvalidDataError(f"{ckpt.model} is a {zoo.get(ckpt.model).task} model; dlc prune measures "
-                               "classification and reconstruction models")
+        raise InvalidDataError(f"{ckpt.model} is a {zoo.get(ckpt.model).task} model, which dlc cannot fine-tune "
+                               "after pruning (it fine-tunes classifiers and autoencoders): `dlc export` it and "
+                               "prune the ONNX model")
     export_checkpoint(ckpt, before)
     return ckpt
 
@@ -248,10 +266,13 @@ def _prune_checkpoint(ckpt, config: PruneConfig, after: Path, progress: Progress
         ignored_layers=[layers[output_layer], *(layers[n] for n in config.ignore)],
         round_to=config.round_to if config.round_to > 1 else None,
         pruning_ratio_dict={layers[n]: r for n, r in config.layer_ratios})
-    history = _steps(pruner, net, model, spec, ckpt, config, (example, output_shape), progress)
+    history = _steps(pruner, net, model, spec, ckpt, config, (example, output_shape, layers, widths), progress)
     pruned = _pruned_checkpoint(ckpt, model, config, example)
     export_checkpoint(pruned, after)
     whole = {output_layer: "its outputs are the model's", **{n: "ignored (--ignore)" for n in config.ignore}}
+    untouched = "no BatchNorm scale ranks its channels (--importance bn)" if config.importance == "bn" else \
+        "Torch-Pruning kept every channel (--ratio and --round-to, or --global ranked it high)"
+    whole.update({n: untouched for n, m in layers.items() if n not in whole and _width(m) == widths[n]})
     return pruned, {"layers": {name: {"channels": widths[name], "kept": _width(m)} for name, m in layers.items()},
                     "fine_tuning": history, "left_whole": whole}
 
@@ -267,7 +288,7 @@ def _steps(pruner, net, model, spec, ckpt, config: PruneConfig, check, progress:
     epochs = FINE_TUNE_EPOCHS if config.epochs is None else config.epochs
     data = load_dataset(ckpt.dataset, task=spec.task)
     train = with_recipe(TrainConfig(model=ckpt.model, epochs=max(epochs, 1), lr=config.lr, schedule="cosine"), spec)
-    example, output_shape = check
+    example, output_shape, layers, widths = check
     history = []
     for step in range(1, config.steps + 1):
         if config.importance == "taylor":
@@ -278,6 +299,11 @@ def _steps(pruner, net, model, spec, ckpt, config: PruneConfig, check, progress:
         if shape != output_shape:
             raise DlcError(f"pruning changed {ckpt.model}'s output from {list(output_shape)} to {list(shape)}: its "
                            "output layer was not found; pass it with --ignore")
+        if step == config.steps and all(_width(m) == widths[n] for n, m in layers.items()):
+            raise DlcError(f"nothing was pruned: Torch-Pruning kept every channel of {ckpt.model} at --ratio "
+                           f"{config.ratio:g} (--round-to {config.round_to}, --importance {config.importance}"
+                           f"{', every layer ignored' if len(config.ignore) + 1 >= len(layers) else ''}); raise "
+                           "--ratio or use --importance l1")
         if progress:
             progress("pruning steps", step, config.steps)
 
@@ -319,9 +345,10 @@ def _prunable_modules(model, name: str) -> dict[str, Any]:
     unsupported = sorted({type(m).__name__ for m in model.modules() if isinstance(m, refused) or (
         isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.affine)})
     if unsupported:
-        raise InvalidDataError(f"{name} has {', '.join(unsupported)} layers, which dlc prune does not narrow in a "
-                               "checkpoint: `dlc export` it and prune the ONNX model (channels of its Conv/Gemm "
-                               "layers), or use --method magnitude on the ONNX model")
+        raise InvalidDataError(f"{name} has {', '.join(unsupported)} layers, which channel pruning does not narrow "
+                               "(it follows Conv/Linear networks such as mlp, cnn, resnet, mobilenet, autoencoder): "
+                               "`dlc export` it and zero its smallest weights with `dlc prune MODEL.onnx --method "
+                               "magnitude`")
     return {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))}
 
 
@@ -389,15 +416,17 @@ def _with_measured_metric(pruned, after: dict):
 # --- measure, gate, write ----------------------------------------------------------------------------------------
 
 def _validation(data_source: Path | None, config: PruneConfig, model_path: Path):
-    from dlc.calibration import load_data
+    from dlc.calibration import load_data, model_task, require_metric
     from dlc.onnxio import io_specs, load_model
 
-    if data_source is None and config.calibration is None:
-        if config.max_drop is not None:
-            raise InvalidDataError("--max-drop needs a validation set: pass --checkpoint CKPT or --calibration DATA")
-        return None
-    return load_data(data_source, config.calibration if data_source is None else None,
-                     io_specs(load_model(model_path))[0])
+    data = None
+    if data_source is not None or config.calibration is not None:
+        proto = load_model(model_path)
+        data = load_data(data_source, config.calibration if data_source is None else None, io_specs(proto)[0],
+                         model_task(proto))
+    if config.max_drop is not None:
+        require_metric(data)
+    return data
 
 
 def _measure(path: Path, data, reference, config: PruneConfig, work: Path,
@@ -411,7 +440,7 @@ def _measure(path: Path, data, reference, config: PruneConfig, work: Path,
     proto_bytes = path.read_bytes()
     measured = {"parameters": info.parameters, "flops": info.flops, "file_bytes": len(proto_bytes),
                 "deflated_bytes": len(zlib.compress(proto_bytes, 6))}
-    if data is not None:
+    if data is not None and data.validate:
         from dlc.onnxio import load_model
 
         result = evaluate(load_model(path), data, reference=reference)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dlc.calibration import Data, load_data
+from dlc.calibration import Data, load_data, model_task, require_metric
 from dlc.errors import DlcError, InvalidDataError, UnknownNameError
 
 MODES = ("static", "dynamic", "float16")
@@ -103,7 +103,10 @@ def quantize_file(source: str | Path, out: str | Path, config: QuantizeConfig = 
     _check_config(config)
     check_output(out, config.force)
     proto = load_model(source)
-    data = load_data(config.checkpoint, config.calibration, io_specs(proto)[0]) if _needs_data(config) else None
+    data = load_data(config.checkpoint, config.calibration, io_specs(proto)[0], model_task(proto)) \
+        if _needs_data(config) else None
+    if config.max_drop is not None:
+        require_metric(data)
     prepared = _prepare(proto, data, config.mode == "dynamic")
     float_eval = evaluate(prepared, data) if data and data.validate else None
     result, stats = _quantize(prepared, config, data, config.keep_float, progress)

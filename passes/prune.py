@@ -59,6 +59,7 @@ class _Channels:
         self.parent: list[int] = []
         self.layouts: dict[ir.Value, tuple[Segment, ...]] = {}
         self.cuts: list[tuple] = []  # (kind, node, input index, axis, layout) applied once channels are chosen
+        self.skipped: dict[str, str] = {}  # layers with constant weights that start no group, and why
         self.shapes, self.ignore = shapes, ignore
         for node in model.graph:
             self._visit(node)
@@ -168,11 +169,16 @@ class _Channels:
             self._cut_later(node, 2, 0, layout)
             return layout
         if laid[0] and group == out_channels == _width(laid[0]):  # depthwise: channel c reads only channel c
+            if _label(node) in self.ignore:
+                self._block(laid[0], f"{_label(node)} is ignored (--ignore)")
+            if len(laid[0]) == 1 and laid[0][0][0] is not _FIXED and laid[0][0][2] == 1:  # ranks its group too
+                self.spaces[self.find(laid[0][0][0])].producers.append((node, 0))
             self._cut_later(node, 1, 0, laid[0])
             self._cut_later(node, 2, 0, laid[0])
             self.cuts.append(("group", node, 0, 0, laid[0]))
             return laid[0]
         self._block(laid[0], f"{_label(node)} is a grouped Conv (group={group})")
+        self.skipped[_label(node)] = f"a grouped Conv (group={group}) whose input channels are not followed"
         return None
 
     def _dense(self, node: ir.Node, laid) -> tuple[Segment, ...] | None:
@@ -184,6 +190,9 @@ class _Channels:
                 not _constants(node.inputs[2:]):
             for layout in laid:
                 self._block(layout, f"{_label(node)} ({node.op_type}) is not a 2-D product with a constant weight")
+            if weight is not None and weight.const_value is not None:
+                self.skipped[_label(node)] = (f"{node.op_type} of a {len(a_shape or ())}-D input: only 2-D products "
+                                              "(Gemm, MatMul after a flatten) are followed")
             return None
         transposed = gemm and _attr(node, "transB", 0)
         if laid[0]:
@@ -325,9 +334,10 @@ class ChannelPrunePass(Pass):
             _forget_inner_shapes(model)
         layers = {_label(node): {"channels": channels.spaces[r].size, "kept": len(keep.get(r, ()))
                               or channels.spaces[r].size} for r in roots for node, _ in channels.spaces[r].producers}
-        whole = {_space_name(channels.spaces[r]): channels.spaces[r].blocked[0] for r in roots
-                 if channels.spaces[r].blocked}
+        whole = {**{_space_name(channels.spaces[r]): channels.spaces[r].blocked[0] for r in roots
+                    if channels.spaces[r].blocked}, **channels.skipped}
         return PassResult(model, bool(keep), {"groups": len(roots), "groups_pruned": len(keep),
+                                              "groups_left_whole": sum(1 for r in roots if channels.spaces[r].blocked),
                                               "channels_before": sum(channels.spaces[r].size for r in roots),
                                               "channels_after": sum(len(keep[r]) if r in keep else
                                                                     channels.spaces[r].size for r in roots),
@@ -348,8 +358,9 @@ class ChannelPrunePass(Pass):
                 counts[r] = len(scores[r]) - int(ratio * len(scores[r]))
         keep = {}
         for r, score in scores.items():
-            count = min(len(score), max(1, math.ceil(counts[r] / self.round_to) * self.round_to))
-            if count < len(score):
+            count = max(counts[r], 1)
+            count -= count % self.round_to  # rounded down, as Torch-Pruning does; none left: the group stays whole
+            if 0 < count < len(score):
                 keep[r] = np.sort(np.argsort(-score, kind="stable")[:count])
         return keep
 

@@ -80,11 +80,7 @@ def prune(
     onnx_input = model.suffix.lower() == ".onnx"
     output = output or beside(model, ".pruned.onnx" if onnx_input else ".pruned.pt")
     report = report or beside(output, ".prune.json")
-    if report.is_dir():
-        raise DlcError(f"--report {report} is a folder; pass a file path for the JSON report")
-    if report.resolve() == output.resolve() or output.resolve() == model.resolve():
-        raise DlcError(f"{'--report' if report.resolve() == output.resolve() else '-o'} {output} would overwrite "
-                       f"{'the output' if report.resolve() == output.resolve() else 'the model'}; pass another path")
+    _check_paths(model, output, report, force)
     config = PruneConfig(method=method.value, ratio=ratio, importance=importance.value, global_pruning=global_pruning,
                          round_to=round_to, steps=steps, epochs=epochs, lr=lr, ignore=tuple(ignore or ()),
                          layer_ratios=_layer_ratios(layer_ratio or []), checkpoint=checkpoint,
@@ -100,6 +96,22 @@ def prune(
     for name, why in result.left_whole.items():
         console.print(f"left whole: {name}: {why}")
     console.print(f"wrote {result.output}   report: {report_path}")
+
+
+def _check_paths(model: Path, output: Path, report: Path, force: bool) -> None:
+    """The output and the report: named files, neither the model nor each other, the report writable (and new,
+    unless --force) before any work."""
+    from dlc.errors import DlcError
+    from dlc.fileio import check_output
+
+    for option, path in (("-o", output), ("--report", report)):
+        if not path.name or path.is_dir():
+            raise DlcError(f"{option} {path} is a folder; pass a file path")
+        if path.resolve() == model.resolve():
+            raise DlcError(f"{option} {path} would overwrite the model; pass another path")
+    if report.resolve() == output.resolve():
+        raise DlcError(f"--report {report} is the output too; pass another path for the JSON report")
+    check_output(report, force)
 
 
 def _layer_ratios(items: list[str]) -> tuple[tuple[str, float], ...]:

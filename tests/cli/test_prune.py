@@ -151,6 +151,16 @@ def test_bad_input_is_one_line(runner, onnx_model, trained_checkpoint, tmp_path)
                                   str(tmp_path / "o.pt")), "measured on its own data set's test split")
     assert_one_line_error(run_dlc("prune", str(tmp_path / "missing.onnx")), "missing.onnx")
     assert_one_line_error(run_dlc("prune", str(onnx_model), "-o", str(onnx_model), "--force"), "would overwrite")
+    assert_one_line_error(run_dlc("prune", str(onnx_model), "-o", out, "--report", str(onnx_model)),
+                          "would overwrite the model")
+    (tmp_path / "taken.json").write_text("{}")
+    assert_one_line_error(run_dlc("prune", str(onnx_model), "-o", out, "--report", str(tmp_path / "taken.json")),
+                          "already exists")
+    assert_one_line_error(run_dlc("prune", str(trained_checkpoint), "--lr", "nan", "-o", str(tmp_path / "o.pt")),
+                          "--lr must be a positive number")
+    assert_one_line_error(run_dlc("prune", str(trained_checkpoint), "--ratio", "0", "-o", str(tmp_path / "o.pt")),
+                          "nothing was pruned: Torch-Pruning kept every channel")
+    (tmp_path / "taken.json").unlink()
     assert not [p for p in tmp_path.iterdir() if p.suffix in (".onnx", ".pt", ".json")]
 
 
@@ -158,7 +168,7 @@ def test_a_model_it_cannot_narrow_or_prune_says_so(runner, tmp_path):
     lstm = tmp_path / "lstm.pt"
     assert invoke(runner, "train", "--model", "lstm", "--epochs", "1", "--max-steps", "1", "-o", lstm).exit_code == 0
     assert_one_line_error(run_dlc("prune", str(lstm), "-o", str(tmp_path / "l.pt")), "has LSTM layers",
-                          "prune the ONNX model")
+                          "--method magnitude")
     relu = onnx.helper.make_model(onnx.helper.make_graph(
         [onnx.helper.make_node("Relu", ["x"], ["y"], name="relu")], "g",
         [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
@@ -167,3 +177,19 @@ def test_a_model_it_cannot_narrow_or_prune_says_so(runner, tmp_path):
     onnx.save(relu, tmp_path / "relu.onnx")
     assert_one_line_error(run_dlc("prune", str(tmp_path / "relu.onnx"), "-o", str(tmp_path / "r.onnx")),
                           "nothing was pruned", "no Conv, Gemm or MatMul")
+
+
+def test_an_exported_autoencoder_is_measured_by_reconstruction_error(runner, tmp_path):
+    ckpt, model = tmp_path / "ae.pt", tmp_path / "ae.onnx"
+    assert invoke(runner, "train", "--model", "autoencoder", "--epochs", "1", "--max-steps", "5", "-o",
+                  ckpt).exit_code == 0
+    assert invoke(runner, "export", ckpt, "-o", model).exit_code == 0
+    from dlc.training.data import load_dataset
+
+    data = load_dataset("digits", task="reconstruct")
+    np.savez(tmp_path / "x.npz", x=data.x_test[:32], y=np.zeros(32, np.int64))  # labels mean nothing here
+    result = invoke(runner, "prune", model, "--calibration", tmp_path / "x.npz", "--ratio", "0.25", "--runs", "5",
+                    "-o", tmp_path / "small.onnx")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "small.prune.json").read_text())
+    assert report["before"]["metric"]["name"] == "mse" and report["after"]["metric"]["samples"] == 32

@@ -138,10 +138,10 @@ def test_a_channel_axis_it_cannot_follow_is_named_and_left_whole():
 
 
 def test_round_to_keeps_a_multiple_of_channels_and_global_pruning_ranks_across_layers(net_onnx):
-    pruned, _ = _prune(net_onnx, ChannelPrunePass(0.6, round_to=8))
-    shapes = _named(pruned)
-    assert all(shapes[w][0] % 8 == 0 for w in ("a.weight", "c2.weight", "mix.weight", "fc.weight"))
-    assert shapes["c1.weight"][0] == 8  # 8 channels, rounded up: left as they were
+    pruned, _ = _prune(net_onnx, ChannelPrunePass(0.5, round_to=8))
+    kept = {w: _named(pruned)[f"{w}.weight"][0] for w in ("a", "mix", "fc", "c1", "c2")}
+    # rounded down to a multiple of 8 (as Torch-Pruning does); c1 (4 of 8) and c2 (6 of 12) round to none: whole
+    assert kept == {"a": 8, "mix": 8, "fc": 16, "c1": 8, "c2": 12}
     _, stats = _prune(net_onnx, ChannelPrunePass(0.5, global_pruning=True))
     kept = [v["kept"] / v["channels"] for k, v in stats["layers"].items() if k != "node_linear_1"]
     assert len(set(kept)) > 1  # one threshold: layers lose different shares
@@ -271,3 +271,12 @@ def test_magnitude_pruning_prunes_every_unnamed_layer():
     pruned, stats = _prune(model, MagnitudePrunePass(0.5))
     assert set(stats["layers"]) == {"Conv → a", "Conv → q", "Gemm → z"}
     assert all(np.isclose((onnx.numpy_helper.to_array(t) == 0).mean(), 0.5) for t in pruned.graph.initializer)
+
+
+def test_ignoring_a_depthwise_conv_keeps_its_group_whole(net_onnx):
+    depthwise = next(n.name for n in net_onnx.graph.node if n.op_type == "Conv" and "dw.weight" in n.input)
+    pruned, stats = _prune(net_onnx, ChannelPrunePass(0.5, ignore=(depthwise,)))
+    shapes = _named(pruned)
+    assert shapes["dw.weight"] == [16, 1, 3, 3] and shapes["a.weight"] == [16, 16, 3, 3]
+    assert shapes["c2.weight"] == [6, 16, 3, 3]  # other groups are still pruned
+    assert f"{depthwise} is ignored (--ignore)" in stats["left_whole"].values()
