@@ -5,7 +5,7 @@
     python examples/benchmark_prune.py --models cnn --runs 20 --out small.json
 
 Per model: the untrained zoo model exported (latency does not depend on the weights), pruned
-by `dlc prune` (--ratio, default 0.5 of the channels of every layer, l1 importance), both
+by `dlc prune` (--ratio, default 0.5 of the channels of every layer, l1 importance; --round-to), both
 compiled with TVM's default schedules (and, with --tune-minutes, tuned for that many minutes
 each with a fresh database), then p50/p99 of ONNX Runtime and TVM on each, each backend in
 its own process, in one run. Also parameters, FLOPs and file sizes before and after.
@@ -24,6 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
     parser.add_argument("--ratio", type=float, default=0.5)
+    parser.add_argument("--round-to", type=int, default=1, help="kept channels a multiple of this (dlc prune's)")
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--tune-minutes", type=float, default=0.0, help="per model and variant; 0 = untuned only")
     parser.add_argument("--out", type=Path, default=Path("prune-benchmark.json"))
@@ -34,7 +35,7 @@ def main() -> None:
     work = args.out.parent / f".{args.out.stem}-work"
     work.mkdir(parents=True, exist_ok=True)
     rows = {name: measure(name, work, args) for name in args.models.split(",")}
-    report = {"machine": machine_info(), "ratio": args.ratio, "runs": args.runs,
+    report = {"machine": machine_info(), "ratio": args.ratio, "round_to": args.round_to, "runs": args.runs,
               "tune_minutes_per_compile": args.tune_minutes, "models": rows}
     write_json(args.out, report)
     print_table(report)
@@ -48,7 +49,7 @@ def measure(name: str, work: Path, args) -> dict:
 
     full, _ = export(name, work)
     pruned = work / f"{name}.pruned.onnx"
-    report = prune_file(full, pruned, PruneConfig(ratio=args.ratio, runs=10, force=True))
+    report = prune_file(full, pruned, PruneConfig(ratio=args.ratio, round_to=args.round_to, runs=10, force=True))
     row = {key: {"full": report.before[key], "pruned": report.after[key]}
            for key in ("parameters", "flops", "file_bytes")}
     row["p50_ms"], row["p99_ms"] = {}, {}
@@ -78,8 +79,8 @@ def compile_configs(stem: str, work: Path, tune_minutes: float):
 
 
 def print_table(report: dict) -> None:
-    print(f"{report['machine']['cpu']}; {report['ratio']:.0%} of the channels removed; p50 ms full → pruned "
-          "(speedup)")
+    print(f"{report['machine']['cpu']}; {report['ratio']:.0%} of the channels removed, --round-to "
+          f"{report['round_to']}; p50 ms full → pruned (speedup)")
     columns = [k for k in ("onnxruntime", "tvm_default", "tvm_tuned")
                if any(k in row["p50_ms"] for row in report["models"].values())]
     print("| model | FLOPs pruned/full | " + " | ".join(columns) + " |")
