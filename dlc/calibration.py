@@ -25,9 +25,13 @@ class Data:
     calibrate: list[dict[str, np.ndarray]]
     validate: list[dict[str, np.ndarray]]
     labels: np.ndarray | None
-    task: str  # classify or reconstruct
+    task: str  # classify, reconstruct, or another task (a generator's) that has no metric to measure
     source: str
     held_out: bool = True  # validated on other samples than those calibrated on
+
+    @property
+    def has_metric(self) -> bool:
+        return self.task in ("classify", "reconstruct") and bool(self.validate)
 
 
 def model_task(proto) -> str:
@@ -43,7 +47,7 @@ def load_data(checkpoint: Path | None, calibration: Path | None, specs: list[Ten
     """Calibration and validation samples from the checkpoint's data set, an .npz or an image folder.
 
     `task` is the model's (see `model_task`): an .npz or a folder validates a reconstruction model
-    by MSE to its input; a generator's samples calibrate but validate nothing (no metric)."""
+    by MSE to its input; a generator's samples calibrate, and have no metric (`Data.has_metric`)."""
     if checkpoint is not None:
         return _checkpoint_data(checkpoint, specs)
     path = Path(calibration)
@@ -59,8 +63,6 @@ def load_data(checkpoint: Path | None, calibration: Path | None, specs: list[Ten
         data = _npz_data(path, specs)
     if task != "classify":  # measured against the input itself (or not at all): labels mean nothing here
         data.task, data.labels = task, None
-    if task not in ("classify", "reconstruct"):
-        data.validate = []
     return data
 
 
@@ -68,7 +70,7 @@ def require_metric(data: Data | None) -> None:
     """--max-drop needs validation samples with a metric."""
     if data is None:
         raise InvalidDataError("--max-drop needs a validation set: pass --checkpoint CKPT or --calibration DATA")
-    if not data.validate:
+    if not data.has_metric:
         raise InvalidDataError(f"a {data.task} model (a GAN's generator) has no accuracy to measure: leave out "
                                "--max-drop")
 

@@ -51,6 +51,8 @@ class PruneConfig:
     max_drop: float | None = None
     min_speedup: float | None = None
     backend: str = "onnxruntime"  # where latency is measured
+    target: str = "host"  # --backend tvm: what the artifacts are compiled for
+    device: Any = None  # a DeviceAddress (dlc.runtime.rpc): time the TVM artifacts on that device over RPC
     runs: int = 100
     force: bool = False
 
@@ -93,9 +95,9 @@ def prune_file(source: str | Path, out: str | Path, config: PruneConfig = PruneC
             original, prune = _load_checkpoint(source, before_onnx), _prune_checkpoint
         else:
             original, prune = _load_onnx(source, before_onnx), _prune_onnx
-        data = _validation(source if from_checkpoint else config.checkpoint, config, before_onnx)  # before the work
+        data = _validation(source if from_checkpoint else config.checkpoint, config, before_onnx)
+        before = _measure(before_onnx, data, None, config, work, progress)  # a device that fails, fails first
         pruned, stats = prune(original, config, after_onnx, progress)
-        before = _measure(before_onnx, data, None, config, work, progress)
         after = _measure(after_onnx, data, load_model(before_onnx), config, work, progress)
         gates = _gates(before, after, config)
         if not all(g["held"] for g in gates.values()) and not config.force:
@@ -124,7 +126,7 @@ def _check_config(config: PruneConfig, from_checkpoint: bool) -> None:
         raise InvalidDataError(f"--lr must be a positive number, not {config.lr:g}")
     if config.checkpoint is not None and config.calibration is not None:
         raise InvalidDataError("pass --checkpoint or --calibration for the validation data, not both")
-    if config.method == "magnitude" and config.ratio == 0:
+    if config.method == "magnitude" and config.ratio == 0 and not config.layer_ratios:
         raise InvalidDataError("--ratio 0 zeroes no weight; pass the share to zero, e.g. --ratio 0.5")
     if config.max_drop is not None and not config.max_drop >= 0:
         raise InvalidDataError(f"--max-drop must be 0 or more, not {config.max_drop:g} (0.01 is one point)")
@@ -133,6 +135,17 @@ def _check_config(config: PruneConfig, from_checkpoint: bool) -> None:
     if config.global_pruning and config.layer_ratios:
         raise InvalidDataError("--layer-ratio sets one layer's share of the per-layer pruning; --global ranks the "
                                "whole model at once: use one or the other")
+    if (config.device is not None or config.target != "host") and config.backend != "tvm":
+        raise InvalidDataError("--target, --rpc and --tracker time TVM artifacts: add --backend tvm")
+    if config.target != "host" and config.device is None:
+        raise InvalidDataError(f"--target {config.target} compiles for another machine: name it with --rpc HOST:PORT "
+                               "or --tracker HOST:PORT --key KEY")
+    if config.device is not None:
+        config.device.check()
+    if config.target != "host":
+        from dlc.target import resolve_target
+
+        resolve_target(config.target)
     if config.method == "magnitude" and config.round_to != 1:
         raise InvalidDataError("--round-to rounds channel counts; --method magnitude keeps every channel: drop it")
     if from_checkpoint:
@@ -215,7 +228,8 @@ def _why_nothing(stats: dict, config: PruneConfig) -> str:
         return "the model has no Conv, Gemm or MatMul with constant weights"
     if stats["groups"] > stats["groups_left_whole"]:
         return (f"--ratio {config.ratio:g} (with --round-to {config.round_to}) removes no channel from the "
-                f"{stats['groups'] - stats['groups_left_whole']} group(s) that could lose some; raise --ratio")
+                f"{stats['groups'] - stats['groups_left_whole']} group(s) that could lose some; raise --ratio"
+                + (" or lower --round-to" if config.round_to > 1 else ""))
     reasons = "; ".join(f"{k}: {v}" for k, v in whole.items())
     return (f"every group of channels is left whole ({reasons}); channel pruning follows Conv/Gemm networks, "
             "--method magnitude zeroes weights of any model")
@@ -440,7 +454,7 @@ def _measure(path: Path, data, reference, config: PruneConfig, work: Path,
     proto_bytes = path.read_bytes()
     measured = {"parameters": info.parameters, "flops": info.flops, "file_bytes": len(proto_bytes),
                 "deflated_bytes": len(zlib.compress(proto_bytes, 6))}
-    if data is not None and data.validate:
+    if data is not None and data.has_metric:
         from dlc.onnxio import load_model
 
         result = evaluate(load_model(path), data, reference=reference)
@@ -452,18 +466,29 @@ def _measure(path: Path, data, reference, config: PruneConfig, work: Path,
 
 
 def _latency(path: Path, config: PruneConfig, work: Path) -> dict[str, Any]:
-    """p50 and p90 on the chosen backend, in a fresh process (TVM: compiled untuned for this CPU)."""
-    from dlc.runtime.bench import BenchConfig, benchmark
+    """p50 and p90 on the chosen backend: here in a fresh process, or on a device over TVM RPC (TVM artifacts
+    compiled untuned for `config.target`)."""
+    from dlc.runtime.bench import BenchConfig, benchmark, latency_stats
 
     model = path
     if config.backend == "tvm":
         from dlc.compiler.build import CompileConfig, compile_model
 
         model = work / f"{path.stem}.dlc"
-        compile_model(path, model, CompileConfig())
-    result = benchmark(model, BenchConfig(backends=(config.backend,), runs=config.runs, warmup=10)).results[0]
-    return {"backend": config.backend, "p50": round(result.latency_ms["p50"], 4),
-            "p90": round(result.latency_ms["p90"], 4)}
+        compile_model(path, model, CompileConfig(target=config.target))
+    if config.device is not None:
+        from dlc.runtime.deploy import DeployConfig, deploy
+
+        device = config.device
+        report = deploy(model, DeployConfig(rpc=device.rpc, tracker=device.tracker, key=device.key,
+                                            number=max(1, config.runs // 10), repeat=10))
+        latency = latency_stats(report.repeats_ms)
+        backend = f"tvm@{report.device.get('board') or device.key or device.rpc}"
+    else:
+        latency = benchmark(model, BenchConfig(backends=(config.backend,), runs=config.runs,
+                                               warmup=10)).results[0].latency_ms
+        backend = config.backend
+    return {"backend": backend, "p50": round(latency["p50"], 4), "p90": round(latency["p90"], 4)}
 
 
 def _gates(before: dict, after: dict, config: PruneConfig) -> dict[str, Any]:
@@ -481,7 +506,7 @@ def _gates(before: dict, after: dict, config: PruneConfig) -> dict[str, Any]:
         speedup = before["latency_ms"]["p50"] / max(after["latency_ms"]["p50"], 1e-9)
         gates["min_speedup"] = {"limit": config.min_speedup, "measured": round(speedup, 3),
                                 "held": speedup >= config.min_speedup,
-                                "why": f"{config.backend} p50 {before['latency_ms']['p50']:.3f} → "
+                                "why": f"{before['latency_ms']['backend']} p50 {before['latency_ms']['p50']:.3f} → "
                                        f"{after['latency_ms']['p50']:.3f} ms is {speedup:.2f}x, under "
                                        f"--min-speedup {config.min_speedup:g}"}
     return gates

@@ -108,7 +108,7 @@ def quantize_file(source: str | Path, out: str | Path, config: QuantizeConfig = 
     if config.max_drop is not None:
         require_metric(data)
     prepared = _prepare(proto, data, config.mode == "dynamic")
-    float_eval = evaluate(prepared, data) if data and data.validate else None
+    float_eval = evaluate(prepared, data) if data and data.has_metric else None
     result, stats = _quantize(prepared, config, data, config.keep_float, progress)
     layers, kept = _layer_table(prepared, result, config, data), []
     quant_eval = evaluate(result, data, reference=prepared) if float_eval else None

@@ -190,9 +190,9 @@ class _Channels:
                 not _constants(node.inputs[2:]):
             for layout in laid:
                 self._block(layout, f"{_label(node)} ({node.op_type}) is not a 2-D product with a constant weight")
-            if weight is not None and weight.const_value is not None:
-                self.skipped[_label(node)] = (f"{node.op_type} of a {len(a_shape or ())}-D input: only 2-D products "
-                                              "(Gemm, MatMul after a flatten) are followed")
+            if not gemm and a_shape and len(a_shape) != 2 and weight is not None and weight.const_value is not None:
+                self.skipped[_label(node)] = (f"MatMul of a {len(a_shape)}-D input: only 2-D products (Gemm, MatMul "
+                                              "after a flatten) are followed")
             return None
         transposed = gemm and _attr(node, "transB", 0)
         if laid[0]:

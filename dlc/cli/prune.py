@@ -64,6 +64,11 @@ def prune(
                                                       "many times lower (1.6 = 1.6x faster).")] = None,
     backend: Annotated[Backend, typer.Option(help="Where latency is measured: onnxruntime, or tvm (both models "
                                              "compiled untuned for this CPU).")] = Backend.onnxruntime,
+    target: Annotated[str, typer.Option(help="--backend tvm: compile for this target (dlc targets), timed on the "
+                                        "device named by --rpc or --tracker/--key.")] = "host",
+    rpc: Annotated[str | None, typer.Option(help="Time on this device's TVM RPC server, HOST:PORT.")] = None,
+    tracker: Annotated[str | None, typer.Option(help="...or on a device of this TVM RPC tracker, HOST:PORT.")] = None,
+    key: Annotated[str, typer.Option(help="The device key.")] = "",
     runs: Annotated[int, typer.Option(help="Timed runs per model.")] = 100,
     report: Annotated[Path | None, typer.Option(help="JSON report [default: OUTPUT with .prune.json].")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing output; write a result that misses a gate "
@@ -74,9 +79,12 @@ def prune(
     from dlc.errors import DlcError
     from dlc.fileio import beside, write_json
     from dlc.pruning import PruneConfig, prune_file
+    from dlc.runtime.rpc import DeviceAddress
 
     if model is None:
         raise DlcError("missing MODEL: dlc prune CHECKPOINT.pt | MODEL.onnx [--ratio 0.5] [-o OUT]")
+    if key and not (rpc or tracker):
+        raise DlcError("--key names a device of --tracker HOST:PORT (or of --rpc HOST:PORT): pass one of them")
     onnx_input = model.suffix.lower() == ".onnx"
     output = output or beside(model, ".pruned.onnx" if onnx_input else ".pruned.pt")
     report = report or beside(output, ".prune.json")
@@ -85,7 +93,8 @@ def prune(
                          round_to=round_to, steps=steps, epochs=epochs, lr=lr, ignore=tuple(ignore or ()),
                          layer_ratios=_layer_ratios(layer_ratio or []), checkpoint=checkpoint,
                          calibration=calibration, max_drop=max_drop, min_speedup=min_speedup,
-                         backend=backend.value, runs=runs, force=force)
+                         backend=backend.value, target=target, runs=runs, force=force,
+                         device=DeviceAddress(rpc, tracker, key) if rpc or tracker else None)
     from dlc.cli.quantize import _progress
 
     with _progress() as progress:

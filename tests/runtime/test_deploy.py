@@ -204,3 +204,17 @@ def test_an_int8_artifact_runs_on_the_board_and_matches(runner, board, onnx_mode
     step = output_quantization_step(onnx.load(tmp_path / "q.onnx"))
     report = deploy(out, DeployConfig(rpc=board.address, key=board.key, number=1, repeat=1))
     assert 0 < step and report.max_abs_diff <= step * 1.001  # the CNN's integer kernels: within one step
+
+
+def test_prune_times_both_models_on_the_board(runner, board, onnx_model, tmp_path):
+    """`dlc prune --backend tvm --target raspberry-pi-4 --rpc`: the latency gate measured on the emulated Pi."""
+    result = invoke(runner, "prune", onnx_model, "--backend", "tvm", "--target", "raspberry-pi-4", "--rpc",
+                    board.address, "--key", board.key, "--runs", "10", "--min-speedup", "0.01", "-o",
+                    tmp_path / "small.onnx")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "small.prune.json").read_text())
+    for side in ("before", "after"):
+        assert report[side]["latency_ms"]["backend"] == "tvm@raspberry-pi-4" and report[side]["latency_ms"]["p50"] > 0
+    assert report["gates"]["min_speedup"]["held"]
+    assert_one_line_error(run_dlc("prune", str(onnx_model), "--target", "raspberry-pi-4", "-o",
+                                  str(tmp_path / "x.onnx")), "add --backend tvm")
