@@ -48,6 +48,23 @@ def parse_args(values: list[str] | None) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
+def stage_progress():
+    """Progress bars, one per stage: yields `update(stage, done, total)` (dlc quantize, dlc prune)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+@contextlib.contextmanager
 def tuning_progress(title: str, trials: int):
     """A progress bar for MetaSchedule: yields the `on_tuning(done, total, best_ms)` callback."""
     from rich.progress import (

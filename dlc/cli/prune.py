@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dlc.cli._common import console
+from dlc.cli._common import console, stage_progress
 
 
 class Method(str, Enum):
@@ -95,9 +95,7 @@ def prune(
                          calibration=calibration, max_drop=max_drop, min_speedup=min_speedup,
                          backend=backend.value, target=target, runs=runs, force=force,
                          device=DeviceAddress(rpc, tracker, key) if rpc or tracker else None)
-    from dlc.cli.quantize import _progress
-
-    with _progress() as progress:
+    with stage_progress() as progress:
         result = prune_file(model, output, config, progress)
     report_path = write_json(report, result.to_dict())
     console.print(_table(result))

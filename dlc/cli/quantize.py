@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import contextlib
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -8,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dlc.cli._common import console
+from dlc.cli._common import console, stage_progress
 
 
 class Mode(str, Enum):
@@ -63,7 +62,7 @@ def quantize(
     config = QuantizeConfig(mode=mode.value, method=method.value, per_channel=per_channel, symmetric=symmetric,
                             checkpoint=checkpoint, calibration=calibration, samples=samples, max_drop=max_drop,
                             keep_float=names, force=force)
-    with _progress() as progress:
+    with stage_progress() as progress:
         result = quantize_file(model, output, config, progress)
     report_path = write_json(report, result.to_dict())
     if result.layers:
@@ -71,22 +70,6 @@ def quantize(
     for kept in result.kept_float:
         console.print(f"kept float: {kept['name']} ({kept['op']}): {kept['why']}")
     console.print(_summary(result) + f"   report: {report_path}")
-
-
-@contextlib.contextmanager
-def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        tasks: dict[str, int] = {}
-
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = progress.add_task(stage, total=total)
-            progress.update(tasks[stage], completed=done, total=total)
-
-        yield update
 
 
 def _error_table(result) -> Table:
