@@ -142,7 +142,8 @@ class EmulatedBoard:
         if not wrapper.exists() or wrapper.read_text() != text:
             with atomic_path(wrapper) as tmp:
                 tmp.write_text(text)
-                tmp.chmod(0o755)
+        if not os.access(wrapper, os.X_OK):  # atomic_path gives a new file the mode open() would: not executable
+            wrapper.chmod(0o755)
         return wrapper
 
     def wait_ready(self, timeout: float = 180.0) -> "EmulatedBoard":
