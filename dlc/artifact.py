@@ -36,6 +36,10 @@ MANIFEST = "manifest.json"
 LIBRARY = "model.so"
 ONNX = "model.onnx"
 GOLDEN = "golden.npz"
+KERNELS = "kernels.so"  # a device artifact's kernels alone, for `dlc profile` over RPC
+# Why an ONNX node has no kernel of its own (manifest "schedules.nodes_without_kernel"; dlc.compiler.provenance)
+NO_KERNEL_FOLDED = "folded into a constant or removed by the compiler"
+NO_KERNEL_VIEW = "runs without a kernel (a view of its input, or a VM built-in)"
 
 
 def sha256_file(path: str | Path) -> str:

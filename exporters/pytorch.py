@@ -87,7 +87,8 @@ def export_checkpoint(ckpt: Checkpoint, out: str | Path, config: ExportConfig = 
     dynamic = {spec.input_names[0]: {0: "batch"}} if config.dynamic_batch else {}
     tolerance = config.tolerance if config.tolerance is not None else spec.tolerance
     meta = {"dlc.model": ckpt.model, "dlc.model_args": json.dumps(ckpt.model_args),
-            "dlc.preprocess": ckpt.preprocess or "", "dlc.dataset": ckpt.dataset or ""}
+            "dlc.preprocess": ckpt.preprocess or "", "dlc.dataset": ckpt.dataset or "",
+            "dlc.metrics": json.dumps(ckpt.metrics or {})}  # the test accuracy from training, for `dlc report`
     return export_module(ckpt.build_module(), example, out, replace(config, tolerance=tolerance),
                          input_names=spec.input_names, output_names=spec.output_names, dynamic=dynamic,
                          label=ckpt.model, metadata=meta)

@@ -21,6 +21,7 @@ import numpy as np
 from dlc.child import run_in_child
 from dlc.numerics import compare
 from dlc.runtime.backends import REFERENCE, get_backend
+from dlc.runtime.stats import load_context, sample_stats, warm_up
 from dlc.specs import aligned
 from dlc.version import __version__
 
@@ -49,6 +50,8 @@ class BackendResult:
     load_seconds: float
     max_abs_diff: float | None = None  # against the reference backend's outputs
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    samples_ms: list[float] = field(default_factory=list, repr=False)  # every timed run, for later comparisons
+    warmup: dict[str, Any] | None = None  # {"runs", "settled"}: how long the timings took to settle
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "outputs"}
@@ -115,15 +118,15 @@ def _run_isolated(backend: str, model, feed, config: BenchConfig, batch: int) ->
     # torch stays out of the other backends' processes: their peak memory is theirs alone
     raw = run_in_child("dlc.runtime.bench:_measure", backend, str(source), feed, config,
                        without_torch=reads != "checkpoint")
-    latency = latency_stats(raw.pop("times_ms"))
-    return BackendResult(backend, latency, round(batch * 1000.0 / latency["mean"], 1), **raw)
+    samples = raw.pop("times_ms")
+    latency = latency_stats(samples)
+    return BackendResult(backend, latency, round(batch * 1000.0 / latency["mean"], 1), **raw,
+                         samples_ms=[round(t, 5) for t in samples])
 
 
-def latency_stats(times_ms) -> dict[str, float]:
-    times = np.asarray(times_ms, dtype=np.float64)
-    stats = {"mean": times.mean(), "std": times.std(), "min": times.min(), "p50": np.percentile(times, 50),
-             "p90": np.percentile(times, 90), "p99": np.percentile(times, 99), "max": times.max()}
-    return {k: round(float(v), 4) for k, v in stats.items()}
+def latency_stats(times_ms) -> dict[str, Any]:
+    """Percentiles, the median's 95 % interval and the outliers of the samples (dlc.runtime.stats)."""
+    return sample_stats(times_ms)
 
 
 def _run_remote(config: BenchConfig, feed, batch: int) -> BackendResult:
@@ -143,7 +146,8 @@ def _run_remote(config: BenchConfig, feed, batch: int) -> BackendResult:
     latency = latency_stats(report.repeats_ms)
     name = report.device.get("board") or device.key or device.rpc
     return BackendResult(f"tvm@{name}", latency, round(batch * 1000.0 / latency["mean"], 1), None,
-                         report.seconds.get("connect", 0.0), outputs=report.outputs if same_inputs else {})
+                         report.seconds.get("connect", 0.0), outputs=report.outputs if same_inputs else {},
+                         samples_ms=list(report.repeats_ms))
 
 
 def _measure(backend: str, model: str, feed, config: BenchConfig) -> dict[str, Any]:
@@ -157,15 +161,14 @@ def _measure(backend: str, model: str, feed, config: BenchConfig) -> dict[str, A
     session = open_session(backend, model, checkpoint=config.checkpoint, threads=config.threads, trust=trust)
     outputs = session.run(feed)
     load_seconds = time.perf_counter() - start
-    for _ in range(config.warmup):
-        session.run(feed)
+    settled = warm_up(lambda: session.run(feed), config.warmup)
     times = []
     for _ in range(config.runs):
         t0 = time.perf_counter()
         session.run(feed)
         times.append((time.perf_counter() - t0) * 1000.0)
     return {"times_ms": times, "peak_rss_mb": round(peak_rss_mb(), 1), "load_seconds": round(load_seconds, 3),
-            "outputs": outputs}
+            "outputs": outputs, "warmup": settled}
 
 
 def peak_rss_mb() -> float:
@@ -196,7 +199,7 @@ def machine_info() -> dict[str, Any]:
     isa = next((name for name in ("avx512f", "avx2", "asimd", "neon") if name in flags), "scalar")
     return {"cpu": f"{_cpu_name()} ({_llvm_cpu()}, {isa})", "logical_cores": os.cpu_count(),
             "physical_cores": physical_cores(), "arch": platform.machine(), "vector_isa": isa,
-            "python": platform.python_version(), "system": platform.system()}
+            "python": platform.python_version(), "system": platform.system(), **load_context()}
 
 
 def _llvm_cpu() -> str:

@@ -77,14 +77,10 @@ def _deploy_once(artifact: Artifact, config: DeployConfig) -> DeployReport:
 
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    remote = connect(config.address, config.timeout)
-    device = device_info(remote)
-    _check_architecture(artifact, device)
+    remote, device = connect_to_run(artifact, config.address, config.timeout)
     seconds["connect"] = _lap(t0)
     try:
-        remote_name = f"dlc-{artifact.manifest['files']['library']['sha256'][:16]}.so"
-        remote.upload(str(artifact.library_path), target=remote_name)
-        lib = remote.load_module(remote_name)
+        lib = upload(remote, artifact, "library")
         dev = tvm_device(artifact.device, remote)
         vm = VirtualMachine(lib, dev)
         seconds["upload_and_load"] = _lap(t0, seconds)
@@ -113,7 +109,23 @@ def _deploy_once(artifact: Artifact, config: DeployConfig) -> DeployReport:
                         outputs)
 
 
-def _check_architecture(artifact: Artifact, device: dict[str, Any]) -> None:
+def connect_to_run(artifact: Artifact, address: DeviceAddress, timeout: float):
+    """(RPC session, what the device says it is), refused before anything is uploaded if it cannot run `artifact`."""
+    remote = connect(address, timeout)
+    device = device_info(remote)
+    check_architecture(artifact, device)
+    return remote, device
+
+
+def upload(remote, artifact: Artifact, role: str):
+    """Uploads the artifact's file of `role` ("library", "kernels") under its hash, and loads it there."""
+    entry = artifact.manifest["files"][role]
+    name = f"dlc-{entry['sha256'][:16]}.so"
+    remote.upload(str(artifact.path / entry["path"]), target=name)
+    return remote.load_module(name)
+
+
+def check_architecture(artifact: Artifact, device: dict[str, Any]) -> None:
     want = artifact.target.arch
     if device.get("arch") and device["arch"] != want:
         raise WrongArchitectureError(

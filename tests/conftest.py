@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +87,28 @@ def assert_one_line_error(result, *fragments: str) -> None:
     assert "Traceback" not in stderr + (result.stdout or "")
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require_emulation():
+    missing = [t for t in ("qemu-aarch64-static", "debootstrap", "aarch64-linux-gnu-gcc") if not shutil.which(t)]
+    if missing:
+        pytest.skip(f"emulated board needs {', '.join(missing)} (run ./scripts/setup-edge as root)")
+
+
+@pytest.fixture(scope="session")
+def board():
+    """One emulated Raspberry Pi 4 serving TVM RPC for the whole session (it takes ~45 s to start)."""
+    require_emulation()
+    from dlc.runtime.board import start_board
+
+    with start_board("raspberry-pi-4", port=free_port()) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -80,9 +80,11 @@ def _register() -> None:
         export,
         inspect,
         optimize,
+        profile,
         prune,
         quantize,
         quickstart,
+        report,
         serve,
         signing,
         targets,
@@ -101,6 +103,8 @@ def _register() -> None:
     app.command("compile")(compile.compile_)
     app.command("tune")(tune.tune)
     app.command("bench")(bench.bench)
+    app.command("profile")(profile.profile)
+    app.command("report")(report.report)
     app.command("doctor")(doctor.doctor)
     app.command("targets")(targets.targets)
     app.command("deploy")(deploy.deploy)

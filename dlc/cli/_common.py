@@ -114,16 +114,19 @@ def schedules_line(schedules: dict) -> str:
 
 
 def bench_table(report) -> Table:
-    """One row per backend: latency percentiles, throughput, memory and output difference."""
+    """One row per backend: latency percentiles (the median with its 95 % interval), throughput, memory, outliers
+    and output difference."""
     table = Table(title=f"{report.model} — inputs {report.inputs}, {report.config.runs} runs")
-    for column in ("backend", "p50 ms", "p90 ms", "p99 ms", "inf/s", "peak MB", "max |diff|"):
+    for column in ("backend", "p50 ms", "95% CI", "p99 ms", "inf/s", "peak MB", "outliers", "max |diff|"):
         table.add_column(column, justify="left" if column == "backend" else "right", no_wrap=True)
     for r in report.results:
         diff = ("reference" if r.backend == report.reference else
                 "-" if r.max_abs_diff is None else f"{r.max_abs_diff:.1e}")
-        table.add_row(r.backend, f"{r.latency_ms['p50']:.4f}", f"{r.latency_ms['p90']:.4f}",
-                      f"{r.latency_ms['p99']:.4f}", f"{r.throughput_per_s:,.0f}",
-                      "-" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}", diff)
+        latency = r.latency_ms
+        interval = f"{latency['p50_ci95_low']:.4f}–{latency['p50_ci95_high']:.4f}"
+        table.add_row(r.backend, f"{latency['p50']:.4f}", interval,
+                      f"{latency['p99']:.4f}", f"{r.throughput_per_s:,.0f}",
+                      "-" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}", str(latency["outliers"]), diff)
     return table
 
 

@@ -30,6 +30,7 @@ from dlc.artifact import (
     FORMAT,
     FORMAT_VERSION,
     GOLDEN,
+    KERNELS,
     LIBRARY,
     MANIFEST,
     ONNX,
@@ -141,7 +142,8 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
     timer.mark("load")
     database, tuning = _tuned(prepared, config, on_tuning)
     timer.mark("tune")
-    executable, schedules = build_module(prepared.relax(), target, database, config.schedules)
+    nodes = [node.name or f"{node.op_type}_{i}" for i, node in enumerate(prepared.model.graph.node)]
+    executable, schedules = build_module(prepared.relax(), target, database, config.schedules, nodes)
     not_here = target.why_not_here()
     # Records that each measured faster, kernel by kernel, can still make a slower model
     # (measured on a busy machine, or faster alone than among the others): the default
@@ -153,23 +155,28 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
     recheck = functools.partial(check_output, out, config.force, directory=why_not_replaceable)  # what appeared since
     with atomic_path(out, directory=True, before_replace=recheck) as tmp:
         _export_library(executable, tmp / LIBRARY, fcompile, target)
+        if not_here and schedules and schedules.get("nodes_without_kernel") is not None:
+            # the kernels alone, for `dlc profile` to time one by one on the device (over RPC, TVM's
+            # time_evaluator finds a function only at the top of what it loads, and there sits the VM)
+            _export_library(executable.mod.imports[0], tmp / KERNELS, fcompile, target)
         _write_onnx(prepared, onnx_path, tmp / ONNX)
+        quantized = quantized_tolerance(prepared.model)  # int8 inside: rounding may land a few steps apart
         golden = []
         for i, sizes in enumerate(cases):
             golden_in = random_inputs(inputs, seed=config.seed + i, sizes=sizes)
-            golden.append((golden_in, _onnxruntime_outputs(tmp / ONNX, golden_in)))
+            golden.append((golden_in, _onnxruntime_outputs(tmp / ONNX, golden_in, quantized is not None)))
         save_golden(tmp / GOLDEN, golden)
         golden_in, golden_out = golden[0]
         if default:
             schedules, tuning = _keep_the_faster(tmp, default, golden_in, fcompile, target, schedules, tuning)
         timer.mark("export")
-        quantized = quantized_tolerance(prepared.model)  # int8 inside: rounding may land a few steps apart
         atol, rtol = (max(config.atol, quantized[0]), max(config.rtol, quantized[1])) if quantized else \
             (config.atol, config.rtol)
         diff = max(_verify(tmp, *case, atol, rtol, target) for case in golden) if not_here is None else None
         timer.mark("verify")
         outputs = io_specs(prepared.model)[1] if bounds else _specs_of(golden_out)
         manifest = _manifest(out.name.removesuffix(".dlc"), tmp, prepared, outputs, diff, timer.seconds)
+        manifest["source_onnx"] = str(Path(onnx_path).resolve())  # where its quantize or prune report may sit
         if bounds:
             manifest["format_version"] = DYNAMIC_FORMAT_VERSION
             manifest["max_shape"] = bounds
@@ -297,23 +304,31 @@ def build_executable(model, inputs: list[TensorSpec], target: TargetSpec):
     return build_module(import_relax(model, inputs), target)[0]
 
 
-def build_module(mod, target: TargetSpec, database: Path | None = None, schedules: str = "default"):
+def build_module(mod, target: TargetSpec, database: Path | None = None, schedules: str = "default",
+                 nodes: list[str] | None = None):
     """Builds a Relax module through dlc's pipeline; returns the executable and what was scheduled how.
 
     The tuning database's records apply where it has them, the default schedules elsewhere.
+    With the ONNX graph's node names `nodes` (in graph order), the summary says which nodes
+    each kernel computes, and why the others have no kernel.
     """
     import tvm
 
-    from dlc.compiler import pipeline
+    from dlc.compiler import pipeline, provenance
+    from dlc.compiler.integer import integer_kernels
     from dlc.compiler.schedules import schedule_summary
 
-    from dlc.compiler.integer import integer_kernels
-
     tvm_target = target.tvm_target()
-    prepared = pipeline.prepare(mod, tvm_target, schedules)
+    fusion = provenance.kernel_nodes_instrument()
+    with provenance.instrumented(fusion):
+        prepared = pipeline.prepare(mod, tvm_target, schedules)
     arithmetic = integer_kernels(prepared)  # read before scheduling, while every block sits under its root
     mod = pipeline.schedule(prepared, tvm_target, database, schedules)
-    summary = {**schedule_summary(mod), "arithmetic": arithmetic} if pipeline.is_cpu(tvm_target) else None
+    summary = None
+    if pipeline.is_cpu(tvm_target):
+        summary = {**schedule_summary(mod), "arithmetic": arithmetic}
+        if nodes is not None:
+            summary.update(provenance.kernel_summary(fusion, mod, summary["per_kernel"], nodes))
     with tvm_target:
         return tvm.compile(mod, target=tvm_target, relax_pipeline=pipeline.lower(tvm_target)), summary
 
@@ -377,10 +392,11 @@ def _export_library(executable, path: Path, fcompile, target: TargetSpec) -> Non
         raise DlcError(f"linking the library for target {target.name} failed: {lines[-1].strip()[:300]}") from e
 
 
-def _onnxruntime_outputs(onnx_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _onnxruntime_outputs(onnx_path: Path, inputs: dict[str, np.ndarray], quantized: bool = False):
+    """ONNX Runtime's outputs; a quantized model's from its unfused graph (see OrtSession)."""
     from dlc.runtime.session import OrtSession
 
-    return OrtSession(onnx_path).run(inputs)
+    return OrtSession(onnx_path, fuse_quantized=not quantized).run(inputs)
 
 
 # How many of an int8 output's quantization steps TVM may be from ONNX Runtime. The integer kernels
@@ -452,7 +468,8 @@ def _manifest(name, tmp: Path, prepared: Prepared, outputs, diff, seconds) -> di
     import tvm
     import tvm_ffi
 
-    roles = [("library", LIBRARY), ("onnx", ONNX), ("golden", GOLDEN), ("onnx_data", f"{ONNX}.data")]
+    roles = [("library", LIBRARY), ("onnx", ONNX), ("golden", GOLDEN), ("onnx_data", f"{ONNX}.data"),
+             ("kernels", KERNELS)]
     files = {role: {"path": f, "sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size}
              for role, f in roles if (tmp / f).exists()}  # onnx_data: a model past 2 GB keeps its weights there
     return {

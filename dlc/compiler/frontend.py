@@ -6,6 +6,10 @@ in two transposes. dlc converts a Clip whose bounds are constants into Relax's o
 `maximum`/`minimum` with those constants, which are layout-agnostic. The importer has no
 hook for custom converters, so its converter table is swapped for the duration of one
 import (under a lock) and restored; any other Clip goes to TVM's converter.
+
+Every binding an ONNX node's converter emits is named after the node (`dlc_n12` for node 12's
+result, `dlc_n12_0`... for what its converter emitted on the way), so that the compiler can
+later say which ONNX nodes each kernel computes (dlc.compiler.provenance).
 """
 
 from __future__ import annotations
@@ -30,13 +34,14 @@ def import_relax(model, inputs, bounds: dict[str, int] | None = None):
     if len(static) < len(inputs):
         model = _with_input_dims(model, inputs)  # the importer takes symbolic names from the graph's inputs only
     try:
-        with _dlc_converters():
+        with _dlc_converters(model):
             mod = from_onnx(model, shape_dict=static, dtype_dict={s.name: s.dtype for s in inputs},
                             keep_params_in_input=False)
     except Exception as e:  # the importer raises many types; any of them means "cannot import"
         raise DlcError(f"TVM's ONNX importer failed: {type(e).__name__}: {first_line(e)}; "
                        "run `dlc doctor MODEL.onnx` to see which ops are supported, or `dlc optimize MODEL.onnx` "
                        "first to fold the constants and shape computations the importer cannot read") from e
+    mod = _label_the_rest(mod)
     if bounds:
         mod["main"] = mod["main"].with_attr("tir_var_upper_bound", dict(bounds))
     return mod
@@ -60,21 +65,108 @@ def _with_input_dims(model, inputs):
 
 
 @contextlib.contextmanager
-def _dlc_converters():
+def _dlc_converters(model):
+    from tvm import relax
     from tvm.relax.frontend.onnx import onnx_frontend
 
-    original = onnx_frontend._get_convert_map
+    original, original_emit = onnx_frontend._get_convert_map, relax.BlockBuilder.emit
     clip = _layout_agnostic_clip(onnx_frontend.Clip)
+    index = _node_index(model)
 
     def convert_map():
-        return {**original(), "Clip": clip}
+        return {name: _labelled(converter, index) for name, converter in {**original(), "Clip": clip}.items()}
+
+    def emit(self, expr, name_hint=""):
+        label = getattr(_LABEL, "node", None)  # set only in this thread, while a converter runs
+        if label and not name_hint:
+            _LABEL.count += 1
+            name_hint = f"{label}_{_LABEL.count - 1}"
+        return original_emit(self, expr, name_hint)
 
     with _PATCH_LOCK:
-        onnx_frontend._get_convert_map = convert_map
+        onnx_frontend._get_convert_map, relax.BlockBuilder.emit = convert_map, emit
         try:
             yield
         finally:
-            onnx_frontend._get_convert_map = original
+            onnx_frontend._get_convert_map, relax.BlockBuilder.emit = original, original_emit
+
+
+NODE_LABEL = "dlc_n"  # + the node's index in the graph; + "_K" for a binding its converter emitted on the way
+_LABEL = threading.local()
+
+
+def _label_the_rest(mod):
+    """Bindings TVM emitted for a node without going through `emit` (the arguments of a nested call) take
+    the label of the node whose result follows them; the graph's output aliases take their value's."""
+    import re
+
+    from tvm import relax
+
+    label = re.compile(re.escape(NODE_LABEL) + r"\d+")
+    bindings = [b for block in mod["main"].body.blocks for b in block.bindings if isinstance(b, relax.VarBinding)] \
+        if isinstance(mod["main"].body, relax.SeqExpr) else []
+    names, pending = {}, []
+    for binding in bindings:
+        name = binding.var.name
+        if isinstance(binding.value, relax.Var) and label.fullmatch(names.get(binding.value, binding.value.name)):
+            names[binding.var] = names.get(binding.value, binding.value.name)
+        elif label.fullmatch(name):
+            names.update({var: f"{name}_t{k}" for k, var in enumerate(pending)})
+            pending = []
+        elif not label.match(name):
+            pending.append(binding.var)
+    if not names:
+        return mod
+
+    @relax.expr_functor.mutator
+    class Rename(relax.PyExprMutator):
+        def visit_var_binding_(self, binding):
+            if binding.var not in names:
+                return super().visit_var_binding_(binding)
+            value = self.visit_expr(binding.value)
+            emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) else self.builder_.emit_output
+            self.set_var_remap(binding.var.vid if hasattr(binding.var, "vid") else binding.var,
+                               emit(value, name_hint=names[binding.var]))
+
+    renamed = mod
+    renamed["main"] = Rename(mod).visit_expr(mod["main"])
+    return renamed
+
+
+def _node_index(model) -> dict[str, int]:
+    """Node name → index in the graph, for the names that are unique (others go unlabelled)."""
+    names = [node.name for node in model.graph.node]
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return {name: i for i, name in enumerate(names) if name and counts[name] == 1}
+
+
+def _labelled(converter, index: dict[str, int]):
+    """`converter` whose result, and whatever it emits, is bound to vars named after the ONNX node it converts."""
+    from tvm import relax
+
+    class Labelled(converter):
+        @classmethod
+        def get_converter(cls, opset):
+            convert = converter.get_converter(opset)
+
+            def run(bb, inputs, attr, params):
+                node = index.get(attr.get("tvm_custom", {}).get("name"))
+                if node is None:  # a subgraph's node, or one whose name is not unique
+                    return convert(bb, inputs, attr, params)
+                _LABEL.node, _LABEL.count = f"{NODE_LABEL}{node}", 0
+                try:
+                    result = convert(bb, inputs, attr, params)
+                    if isinstance(result, relax.Call):
+                        result = bb.emit(result, name_hint=f"{NODE_LABEL}{node}")
+                    return result
+                finally:
+                    _LABEL.node = None
+
+            return run
+
+    return Labelled
 
 
 def _layout_agnostic_clip(tvm_clip):

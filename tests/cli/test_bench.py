@@ -4,7 +4,7 @@ import numpy as np
 
 from tests.conftest import assert_one_line_error, invoke
 
-LATENCY_KEYS = {"mean", "std", "min", "p50", "p90", "p99", "max"}
+LATENCY_KEYS = {"mean", "std", "min", "p50", "p90", "p99", "max", "p50_ci95_low", "p50_ci95_high", "n", "outliers"}
 
 
 def test_three_backends_side_by_side(runner, artifact, trained_checkpoint, tmp_path):
@@ -17,13 +17,16 @@ def test_three_backends_side_by_side(runner, artifact, trained_checkpoint, tmp_p
     report = json.loads(report_path.read_text())
     assert report["reference"] == "onnxruntime"
     assert report["inputs"] == {"input": [1, 1, 8, 8]}
-    assert report["machine"]["logical_cores"] >= 1
+    assert report["machine"]["logical_cores"] >= 1 and report["machine"]["governor"]
+    assert len(report["machine"]["load_average"]) == 3
     results = {r["backend"]: r for r in report["results"]}
     assert set(results) == {"tvm", "onnxruntime", "pytorch"}
     for r in results.values():
         assert set(r["latency_ms"]) == LATENCY_KEYS
         lat = r["latency_ms"]
         assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert lat["p50_ci95_low"] <= lat["p50"] <= lat["p50_ci95_high"] and lat["n"] == 20 == len(r["samples_ms"])
+        assert r["warmup"]["runs"] >= 2  # at least --warmup, then until two windows agree
         assert r["throughput_per_s"] > 0 and r["peak_rss_mb"] > 10
         assert r["max_abs_diff"] <= 1e-4
     assert results["onnxruntime"]["max_abs_diff"] == 0.0

@@ -19,35 +19,14 @@ from dlc.artifact import Artifact
 from dlc.errors import DeviceError
 from dlc.runtime.backends import open_session
 from dlc.runtime.deploy import DeployConfig, deploy
-from tests.conftest import assert_one_line_error, invoke, run_dlc
+from tests.conftest import assert_one_line_error, free_port, invoke, require_emulation, run_dlc
 
 pytestmark = pytest.mark.emulated
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _require_emulation():
-    missing = [t for t in ("qemu-aarch64-static", "debootstrap", "aarch64-linux-gnu-gcc") if not shutil.which(t)]
-    if missing:
-        pytest.skip(f"emulated board needs {', '.join(missing)} (run ./scripts/setup-edge as root)")
-
-
-@pytest.fixture(scope="module")
-def board():
-    _require_emulation()
-    from dlc.runtime.board import start_board
-
-    with start_board("raspberry-pi-4", port=_free_port()) as running:
-        yield running
-
-
 @pytest.fixture(scope="module")
 def pi_artifact(runner, onnx_model, tmp_path_factory):
-    _require_emulation()
+    require_emulation()
     out = tmp_path_factory.mktemp("pi") / "cnn-pi4.dlc"
     assert invoke(runner, "compile", onnx_model, "-o", out, "--target", "raspberry-pi-4").exit_code == 0
     return out
@@ -82,16 +61,16 @@ def test_wrong_architecture_is_refused_before_upload(runner, board, onnx_model, 
 @pytest.fixture(scope="module")
 def fleet():
     """TVM's RPC tracker with one emulated Pi 4 registered under the key rpi4-fleet."""
-    _require_emulation()
+    require_emulation()
     from dlc.runtime.board import start_board
 
-    port = _free_port()
+    port = free_port()
     tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
                                 "--port", str(port), "--port-end", str(port + 1)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         time.sleep(3)
-        with start_board("raspberry-pi-4", port=_free_port(), key="rpi4-fleet", tracker=f"127.0.0.1:{port}"):
+        with start_board("raspberry-pi-4", port=free_port(), key="rpi4-fleet", tracker=f"127.0.0.1:{port}"):
             time.sleep(2)  # the server registers with the tracker after it starts listening
             yield f"127.0.0.1:{port}", "rpi4-fleet"
     finally:  # the tracker serves from a TVM popen worker of its own: end the whole group
@@ -129,7 +108,7 @@ def test_tuning_measures_on_the_device_through_the_tracker(runner, fleet, tmp_pa
 
 def test_unreachable_device_is_a_clear_error_after_retries(runner, artifact):
     start = time.monotonic()
-    result = invoke(runner, "deploy", artifact, "--rpc", f"127.0.0.1:{_free_port()}", "--retries", "1")
+    result = invoke(runner, "deploy", artifact, "--rpc", f"127.0.0.1:{free_port()}", "--retries", "1")
     assert_one_line_error(result, "cannot reach", "gave up after 2 attempts", "dlc device emulate")
     assert time.monotonic() - start < 60
 
