@@ -162,3 +162,12 @@ def _spec(value_info) -> TensorSpec:
     shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
                   for d in tensor_type.shape.dim)
     return TensorSpec(value_info.name, shape, dtype)
+
+
+def node_names(model) -> list[str]:
+    """Each node's name, or `OpType_i` (its index) where the name is empty or repeated: unique, in graph order."""
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.name] = counts.get(node.name, 0) + 1
+    return [node.name if node.name and counts[node.name] == 1 else f"{node.op_type}_{i}"
+            for i, node in enumerate(model.graph.node)]

@@ -58,13 +58,11 @@ def parse_device(text: str) -> ReportDevice:
 def profile_with_peak(artifact_path: str | Path, config, roofline: bool = True,
                       log=lambda message: None) -> dict[str, Any]:
     """`profile`, with the device's peak (measured once per device, then cached) when `roofline`."""
-    from dlc.artifact import Artifact
     from dlc.compiler.peak import device_peak
+    from dlc.runtime.profile import profilable
 
-    peak = None
-    if roofline:
-        target = Artifact.load(artifact_path, trust=config.trust).target.name
-        peak = device_peak(target, config.device, timeout=config.timeout, log=log)
+    artifact = profilable(artifact_path, config)  # refused before the peak is measured
+    peak = device_peak(artifact.target.name, config.device, timeout=config.timeout, log=log) if roofline else None
     log(f"profiling {artifact_path}")
     return profile(artifact_path, config, peak)
 
@@ -79,6 +77,11 @@ def build_report(artifacts: list[Path], devices: list[ReportDevice], work: Path,
     if len(set(names)) < len(names):
         raise DlcError(f"two artifacts share a name ({', '.join(names)}): give each its own folder name")
     loaded = [Artifact.load(a, trust=trust) for a in artifacts]  # every artifact checked before any measurement
+    for artifact in loaded:
+        why = artifact.target.why_not_here()
+        if any(d.address is None for d in devices) and why:
+            raise DlcError(f"{artifact.path} cannot run on the host ({why}): give an artifact compiled for the host "
+                           "(a device's build is made from it), or leave out --device host")
     rows, profiles, peaks = [], [], {}
     for artifact, name in zip(loaded, names):
         accuracy = accuracy_of(artifact)
@@ -106,10 +109,6 @@ def _measure(artifact, name: str, device: ReportDevice, work: Path, runs: int, t
     from dlc.runtime.profile import ProfileConfig
 
     if device.address is None:
-        why = artifact.target.why_not_here()
-        if why:
-            raise DlcError(f"{artifact.path} cannot run on the host ({why}): give an artifact compiled for the host, "
-                           "or measure it on its device with --device NAME=rpc:HOST:PORT/TARGET")
         bench = benchmark(artifact.path, BenchConfig(backends=("tvm", "onnxruntime"), runs=runs, trust=trust))
         profile = profile_with_peak(artifact.path, ProfileConfig(runs=max(10, runs // 2), onnxruntime=False,
                                                                  trust=trust), log=log)
@@ -141,7 +140,7 @@ def _for_device(artifact, name: str, device: ReportDevice, work: Path, log):
 
     if artifact.target.name == device.target:
         return artifact, None
-    out = work / f"{name}.{device.target}.{artifact.manifest['files']['onnx']['sha256'][:12]}.dlc"
+    out = work / f"{name}.{device.target}.{artifact.manifest['files']['onnx']['sha256'][:12]}.{__version__}.dlc"
     if not out.is_dir():
         log(f"compiling {name} for {device.target}")
         shapes = {s.name: list(s.shape) for s in artifact.inputs}
@@ -172,7 +171,7 @@ def accuracy_of(artifact) -> dict[str, Any] | None:
         metrics = json.loads(metadata.get("dlc.metrics") or "{}")
     except ValueError:
         return None
-    if "test_accuracy" in metrics:
+    if isinstance(metrics, dict) and isinstance(metrics.get("test_accuracy"), (int, float)):
         return {"metric": "top-1", "value": metrics["test_accuracy"], "from": "training (test split)"}
     return None
 
@@ -196,7 +195,8 @@ def _profile_summary(model: str, device: str, profile: dict[str, Any]) -> dict[s
 
 def compare_with(baseline: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per row in both reports: regression, improvement or same, by the samples (not by a fixed percentage)."""
-    old = {(r["model"], r["device"], r["backend"]): r for r in baseline.get("rows", [])}
+    old = {(r.get("model"), r.get("device"), r.get("backend")): r for r in baseline.get("rows", [])
+           if isinstance(r, dict) and isinstance(r.get("latency_ms"), dict) and "p50" in r["latency_ms"]}
     changes = []
     for row in rows:
         before = old.get((row["model"], row["device"], row["backend"]))

@@ -170,10 +170,6 @@ def _device_times(artifact, config: ProfileConfig):
     from dlc.runtime.rpc import with_deadline
     from dlc.target import tvm_device
 
-    if "kernels" not in artifact.manifest["files"]:
-        raise DlcError(f"{artifact.path} has no kernels library for profiling on a device (it was compiled for this "
-                       "machine, or by an older dlc): compile it for the device with `dlc compile --target TARGET`")
-
     def run():
         remote, info = connect_to_run(artifact, config.device, config.timeout)
         dev = tvm_device(artifact.device, remote)
@@ -194,6 +190,29 @@ def _device_times(artifact, config: ProfileConfig):
     return with_deadline(run, config.timeout, str(config.device))
 
 
+def profilable(artifact_path: str | Path, config: ProfileConfig):
+    """The artifact, checked and refused before any measurement if it cannot be profiled where `config` says."""
+    from dlc.artifact import Artifact
+
+    artifact = Artifact.load(artifact_path, trust=config.trust)
+    if artifact.device != "cpu":
+        raise DlcError(f"{artifact.path} is built for {artifact.target.name} ({artifact.device}): dlc profile times "
+                       "CPU kernels; time the whole model with `dlc bench`")
+    schedules = artifact.manifest.get("schedules") or {}
+    if not schedules.get("per_kernel") or "nodes_without_kernel" not in schedules or \
+            any("calls" not in row for row in schedules["per_kernel"]):
+        raise DlcError(f"{artifact.path} records no kernel map (compiled by an older dlc): recompile it with "
+                       "`dlc compile` to profile it")
+    why = artifact.target.why_not_here()
+    if config.device is None and why:
+        raise DlcError(f"{artifact.path} cannot run here ({why}): profile it on its device with --rpc HOST:PORT "
+                       "or --tracker HOST:PORT --key KEY")
+    if config.device is not None and "kernels" not in artifact.manifest["files"]:
+        raise DlcError(f"{artifact.path} has no kernels library for profiling on a device (it was compiled for this "
+                       "machine, or by an older dlc): compile it for the device with `dlc compile --target TARGET`")
+    return artifact
+
+
 def profile(artifact_path: str | Path, config: ProfileConfig = ProfileConfig(),
             peak: dict[str, Any] | None = None) -> dict[str, Any]:
     """The profile of one artifact (see the module's docstring), as a JSON-ready dict.
@@ -202,19 +221,10 @@ def profile(artifact_path: str | Path, config: ProfileConfig = ProfileConfig(),
     placed on the roofline and those furthest below it are named.
     """
     from dlc.analysis.inspect import inspect_model
-    from dlc.artifact import Artifact
 
-    artifact = Artifact.load(artifact_path, trust=config.trust)
-    schedules = artifact.manifest.get("schedules") or {}
-    if not schedules.get("per_kernel") or "nodes_without_kernel" not in schedules or \
-            any("calls" not in row for row in schedules["per_kernel"]):
-        raise DlcError(f"{artifact.path} records no kernel map (compiled by an older dlc, or for a GPU): "
-                       "recompile it with `dlc compile` to profile it")
+    artifact = profilable(artifact_path, config)
+    schedules = artifact.manifest["schedules"]
     if config.device is None:
-        why = artifact.target.why_not_here()
-        if why:
-            raise DlcError(f"{artifact.path} cannot run here ({why}): profile it on its device with --rpc HOST:PORT "
-                           "or --tracker HOST:PORT --key KEY")
         times, whole, device = _host_times(artifact, config)
     else:
         times, whole, device = _device_times(artifact, config)
@@ -274,14 +284,25 @@ def _onnxruntime_by_node(ort_nodes: list[dict[str, Any]], onnx_path: Path) -> di
 def _kernel_row(row: dict[str, Any], timed: dict[str, float] | None, layers) -> dict[str, Any]:
     flops = [layers[n].cost.flops if n in layers and layers[n].cost else None for n in row["nodes"]]
     counted = sum(f for f in flops if f is not None)
-    nbytes = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in row.get("args", [])
+    nbytes = sum(int(np.prod(shape)) * _itemsize(dtype) for shape, dtype in row.get("args", [])
                  if all(isinstance(d, int) for d in shape))
+    calls = (timed or {}).get("calls", 1) or 1
+    nbytes *= calls  # the FLOPs are those of every call too
     ms = None if timed is None else round(timed["ms"], 5)
     return {"name": row["name"], "nodes": row["nodes"], "ops": [layers[n].op for n in row["nodes"] if n in layers],
             "schedule": row.get("schedule"), "calls": None if timed is None else timed["calls"], "ms": ms,
-            "flops": counted, "bytes": nbytes * (timed or {}).get("calls", 1),
+            "flops": counted, "bytes": nbytes,
             "gflops": round(counted / (ms * 1e6), 3) if ms and counted else 0.0,
             "intensity": round(counted / nbytes, 3) if nbytes else None}
+
+
+def _itemsize(dtype: str) -> int:
+    """Bytes per element, also of dtypes numpy lacks (bfloat16, float8: their width is in the name)."""
+    try:
+        return np.dtype(dtype).itemsize
+    except TypeError:
+        bits = "".join(c for c in dtype if c.isdigit())
+        return max(1, int(bits or 32) // 8)
 
 
 def place_on_roofline(kernels: list[dict[str, Any]], peak: dict[str, Any], worst: int = 3) -> list[str]:
@@ -291,8 +312,10 @@ def place_on_roofline(kernels: list[dict[str, Any]], peak: dict[str, Any], worst
     roofline allows), the largest first. Kernels without FLOPs (copies, layouts) are placed by bandwidth.
     """
     lost = []
+    if not peak.get("gflops") or not peak.get("gbps"):
+        return lost
     for k in kernels:
-        if k["intensity"] is None:
+        if k["intensity"] is None or not k["ms"]:
             continue
         attainable = min(peak["gflops"], k["intensity"] * peak["gbps"])
         k["attainable_gflops"] = round(attainable, 3)

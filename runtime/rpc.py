@@ -22,6 +22,7 @@ class DeviceAddress:
             raise DlcError("name the device with exactly one of --rpc HOST:PORT or --tracker HOST:PORT --key KEY")
         if self.tracker and not self.key:
             raise DlcError("--tracker needs --key, the device key boards registered with (e.g. raspberry-pi-4)")
+        host_port(self.rpc or self.tracker, "--rpc" if self.rpc else "--tracker")
 
     def __str__(self) -> str:
         return f"RPC server {self.rpc}" if self.rpc else f"tracker {self.tracker} (key {self.key})"

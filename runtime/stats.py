@@ -43,13 +43,16 @@ def median_interval(times, confidence: float = 0.95) -> tuple[float, float]:
     the j-th to the (n-j+1)-th smallest sample, j the largest with P(Binomial < j) ≤ (1-confidence)/2.
     Fewer than 6 samples cannot give a 95 % interval: it is then the whole range.
     """
+    from fractions import Fraction
+
     ordered = np.sort(np.asarray(times, dtype=np.float64))
     n = ordered.size
-    tail = (1.0 - confidence) / 2.0
-    cumulative, j = 0.0, 0
+    tail = Fraction((1.0 - confidence) / 2.0).limit_denominator(10 ** 6)
+    limit = tail * (1 << n)  # exact integers: 2**n overflows a float from n = 1024
+    cumulative, j = 0, 0
     for k in range(n + 1):
-        cumulative += math.comb(n, k) / 2.0 ** n
-        if cumulative > tail:
+        cumulative += math.comb(n, k)
+        if cumulative > limit:
             break
         j = k + 1
     if j == 0:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dlc.analysis.flops import Cost, node_cost
-from dlc.onnxio import inferred_shapes, io_specs, load_model
+from dlc.onnxio import inferred_shapes, io_specs, load_model, node_names
 from dlc.specs import TensorSpec
 
 
@@ -108,13 +108,13 @@ def _layers(model, fixed: list[TensorSpec], inits: dict) -> list[Layer]:
 
     shapes = inferred_shapes(model, {s.name: tuple(s.shape) for s in fixed})
     layers = []
-    for i, node in enumerate(model.graph.node):
+    for node, name in zip(model.graph.node, node_names(model)):
         in_shapes = [shapes.get(name) if name else None for name in node.input]
         out_shapes = [shapes.get(name) if name else None for name in node.output]
         params = sum(int(np.prod(inits[name].dims)) for name in node.input if name in inits)
         cost = node_cost(node.op_type, _attributes(node), in_shapes, out_shapes)
         out = out_shapes[0] if out_shapes else None
-        layers.append(Layer(node.name or f"{node.op_type}_{i}", node.op_type, None if out is None else list(out),
+        layers.append(Layer(name, node.op_type, None if out is None else list(out),
                             params, cost))
     return layers
 

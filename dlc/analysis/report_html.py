@@ -90,8 +90,8 @@ def _table(report) -> str:
         accuracy = f"{100 * acc['value']:.2f}%" if acc and acc["metric"] == "top-1" else \
             (f"{acc['metric']} {acc['value']:.4g}" if acc else "-")
         cells = [f"<td class='text'>{e(r['model'])}</td>", f"<td class='text'>{e(r['device'])}</td>",
-                 f"<td class='text'>{e(r['backend'])}" + (f" <span class='note'>({e(r['note'])})</span>"
-                                                            if r.get("note") else "") + "</td>",
+                 f"<td class='text' title='{e(r.get('note') or '')}'>{e(r['backend'])}"
+                 + ("<sup>*</sup>" if r.get("note") else "") + "</td>",
                  f"<td class='text' title='{e(acc['from']) if acc else ''}'>{e(accuracy)}</td>",
                  f"<td>{r['size_bytes'] / 1024:.1f}</td>", f"<td>{lat['p50']:.4f}</td>",
                  f"<td data-value='{lat['p50_ci95_low']}'>{lat['p50_ci95_low']:.4f}–{lat['p50_ci95_high']:.4f}</td>",
@@ -102,6 +102,8 @@ def _table(report) -> str:
             cells.append(f"<td class='text {e(change)}'>{e(change)}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
+    notes = sorted({r["note"] for r in report["rows"] if r.get("note")})
+    out += [f"<p class='note'>* {e(note)}</p>" for note in notes]
     return "".join(out)
 
 
@@ -223,7 +225,7 @@ def _top_kernels(profile) -> str:
            f"{100 * (profile['kernel_sum_vs_e2e'] or 0):.0f}% of {profile['e2e_p50_ms']:.4f} ms</text>"]
     for i, k in enumerate(kernels):
         y = 28 + i * bar_h
-        ops = "+".join(dict.fromkeys(k["ops"] or [])) or "compiler-inserted"
+        ops = "+".join(main_ops_first(k["ops"] or [])) or "compiler-inserted"
         bar = (width - left - 70) * k["ms"] / longest
         out.append(f"<text x='10' y='{y + 12}'>{e(_short(k['name'], 24))} · {e(_short(ops, 12))}</text>"
                    f"<rect x='{left}' y='{y + 2}' width='{max(bar, 1.0):.1f}' height='{bar_h - 5}' fill='#1f77b4'>"
@@ -231,6 +233,15 @@ def _top_kernels(profile) -> str:
                    f"<text x='{left + bar + 4:.1f}' y='{y + 12}'>{k['ms']:.4f} ms</text>")
     out.append("</svg>")
     return "".join(out)
+
+
+COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "ConvInteger", "MatMulInteger", "LSTM", "GRU")
+
+
+def main_ops_first(ops: list[str]) -> list[str]:
+    """The distinct ops of a kernel, those that do the arithmetic first (a Conv before its Quantize or Relu)."""
+    distinct = list(dict.fromkeys(ops))
+    return sorted(distinct, key=lambda op: op not in COMPUTE_OPS)
 
 
 def _short(text: str, n: int) -> str:

@@ -17,7 +17,7 @@ def bench(
     backends: Annotated[str | None, typer.Option(help=f"Comma-separated subset of {','.join(BACKENDS)} "
                                                       "[default: all that apply].")] = None,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first, at least; more follow until the timings "
-                                                    "settle (two windows of 10 within 5 %, at most 10 s).")] = 10,
+                                                    "settle (two windows of 10 within 5 %; none after 10 s).")] = 10,
     runs: Annotated[int, typer.Option(min=1, help="Timed runs per backend.")] = 100,
     threads: Annotated[int | None, typer.Option(min=1, help="Intra-op threads for every backend.")] = None,
     inputs: Annotated[Path | None, typer.Option(help=".npz with one array per model input "

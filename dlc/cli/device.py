@@ -47,8 +47,8 @@ def peak(
     report: Annotated[Path | None, typer.Option(help="Also write the result to this JSON file.")] = None,
 ):
     """The device's peak float32 GFLOP/s and memory bandwidth, measured with TVM-compiled kernels and cached."""
-    from dlc.fileio import write_json
     from dlc.compiler.peak import cache_path, device_peak, numpy_reference
+    from dlc.fileio import check_output, write_json
     from dlc.runtime.rpc import DeviceAddress
 
     device = None
@@ -59,6 +59,8 @@ def peak(
             raise DlcError("a device needs its target: add --target (e.g. --target raspberry-pi-4; see `dlc targets`)")
     if compare and device is not None:
         raise DlcError("--compare times numpy on this machine: use it without --rpc/--tracker")
+    if report:
+        check_output(report, force=True)  # a folder or an unwritable place is refused before the measurement
     with console.status("measuring the peak") as status:
         result = device_peak(target, device, refresh=refresh, timeout=timeout, log=status.update)
         if compare:

@@ -72,9 +72,11 @@ def profile_table(result, top: int):
 
 
 def _ops(kernel) -> str:
+    from dlc.analysis.report_html import main_ops_first
+
     if not kernel["nodes"]:
         return "(inserted by the compiler)"
-    return f"{'+'.join(dict.fromkeys(kernel['ops']))} ({len(kernel['nodes'])})"
+    return f"{'+'.join(main_ops_first(kernel['ops']))} ({len(kernel['nodes'])})"
 
 
 def profile_summary(result) -> list[str]:

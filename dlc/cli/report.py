@@ -7,6 +7,7 @@ import typer
 
 from dlc.cli._common import console
 from dlc.cli.signing import TRUST_HELP, require_key
+from dlc.errors import DlcError
 from dlc.profiling import DEVICE_FORM
 
 
@@ -33,7 +34,10 @@ def report(
     require_key(trust)
     devices = [parse_device(d) for d in (device or ["host"])]
     if len({d.name for d in devices}) < len(devices):
-        raise typer.BadParameter("two --device options share a name")
+        raise DlcError(f"two --device options share a name ({', '.join(d.name for d in devices)}): give each its own")
+    if output.suffix.lower() != ".html":
+        raise DlcError(f"-o {output} is not an .html file: the report is HTML, its JSON goes beside it "
+                       "(e.g. -o report.html writes report.json too)")
     json_path = output.with_suffix(".json")
     for path in (output, json_path):
         check_output(path, force)
@@ -41,9 +45,10 @@ def report(
     work = output.parent / f".{output.stem}-work"  # device builds, kept for the next report
     with console.status("measuring") as status:
         result = build_report(artifacts, devices, work, runs, old, timeout, trust, log=status.update)
+    page = render(result)  # before anything is written
     write_json(json_path, result)
     with atomic_path(output) as tmp:
-        tmp.write_text(render(result), encoding="utf-8")
+        tmp.write_text(page, encoding="utf-8")
     for row in result["rows"]:
         lat = row["latency_ms"]
         change = f", {row['change']} vs baseline" if "change" in row else ""

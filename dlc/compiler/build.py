@@ -45,7 +45,7 @@ from dlc.compiler.schedules import TUNED
 from dlc.errors import DlcError, first_line
 from dlc.fileio import atomic_path, check_output, write_json
 from dlc.numerics import Tolerance, require_close
-from dlc.onnxio import io_specs, load_model, save_model
+from dlc.onnxio import io_specs, load_model, node_names, save_model
 from dlc.specs import SAMPLE_DIM, TensorSpec, dynamic_specs, golden_sizes, random_inputs, static_specs
 from dlc.target import TargetSpec, cpu_features, resolve_target
 from dlc.version import __version__
@@ -142,15 +142,15 @@ def compile_model(onnx_path: str | Path, out: str | Path, config: CompileConfig 
     timer.mark("load")
     database, tuning = _tuned(prepared, config, on_tuning)
     timer.mark("tune")
-    nodes = [node.name or f"{node.op_type}_{i}" for i, node in enumerate(prepared.model.graph.node)]
+    nodes = node_names(prepared.model)
     executable, schedules = build_module(prepared.relax(), target, database, config.schedules, nodes)
     not_here = target.why_not_here()
     # Records that each measured faster, kernel by kernel, can still make a slower model
     # (measured on a busy machine, or faster alone than among the others): the default
     # build is built too and the whole models are timed against each other.
     tuned_kernels = (schedules or {}).get("kernels", {}).get(TUNED, 0)
-    default = build_module(prepared.relax(), target, None, config.schedules) if tuned_kernels and not not_here \
-        else None
+    default = build_module(prepared.relax(), target, None, config.schedules, nodes) if tuned_kernels and \
+        not not_here else None
     timer.mark("build")
     recheck = functools.partial(check_output, out, config.force, directory=why_not_replaceable)  # what appeared since
     with atomic_path(out, directory=True, before_replace=recheck) as tmp:

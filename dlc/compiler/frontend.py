@@ -18,6 +18,7 @@ import contextlib
 import threading
 
 from dlc.errors import DlcError, first_line
+from dlc.onnxio import node_names
 
 _PATCH_LOCK = threading.Lock()
 
@@ -33,6 +34,9 @@ def import_relax(model, inputs, bounds: dict[str, int] | None = None):
     static = {s.name: list(s.shape) for s in inputs if s.is_static()}
     if len(static) < len(inputs):
         model = _with_input_dims(model, inputs)  # the importer takes symbolic names from the graph's inputs only
+    names = node_names(model)
+    if any(node.name != name for node, name in zip(model.graph.node, names)):  # empty or repeated names
+        model = _renamed(model, names)
     try:
         with _dlc_converters(model):
             mod = from_onnx(model, shape_dict=static, dtype_dict={s.name: s.dtype for s in inputs},
@@ -45,6 +49,17 @@ def import_relax(model, inputs, bounds: dict[str, int] | None = None):
     if bounds:
         mod["main"] = mod["main"].with_attr("tir_var_upper_bound", dict(bounds))
     return mod
+
+
+def _renamed(model, names: list[str]):
+    """A copy of `model` whose nodes are called `names` (so each can be told apart in the import)."""
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for node, name in zip(copy.graph.node, names):
+        node.name = name
+    return copy
 
 
 def _with_input_dims(model, inputs):
@@ -72,9 +87,10 @@ def _dlc_converters(model):
     original, original_emit = onnx_frontend._get_convert_map, relax.BlockBuilder.emit
     clip = _layout_agnostic_clip(onnx_frontend.Clip)
     index = _node_index(model)
+    labelled = {name: _labelled(converter, index) for name, converter in {**original(), "Clip": clip}.items()}
 
-    def convert_map():
-        return {name: _labelled(converter, index) for name, converter in {**original(), "Clip": clip}.items()}
+    def convert_map():  # the importer asks for it once per node
+        return labelled
 
     def emit(self, expr, name_hint=""):
         label = getattr(_LABEL, "node", None)  # set only in this thread, while a converter runs
@@ -100,6 +116,7 @@ def _label_the_rest(mod):
     the label of the node whose result follows them; the graph's output aliases take their value's."""
     import re
 
+    import tvm
     from tvm import relax
 
     label = re.compile(re.escape(NODE_LABEL) + r"\d+")
@@ -124,22 +141,21 @@ def _label_the_rest(mod):
             if binding.var not in names:
                 return super().visit_var_binding_(binding)
             value = self.visit_expr(binding.value)
-            emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) else self.builder_.emit_output
-            self.set_var_remap(binding.var.vid if hasattr(binding.var, "vid") else binding.var,
-                               emit(value, name_hint=names[binding.var]))
+            dataflow = isinstance(binding.var, relax.DataflowVar) or not self.builder_.current_block_is_dataflow()
+            emit = self.builder_.emit if dataflow else self.builder_.emit_output
+            self.set_var_remap(binding.var, emit(value, name_hint=names[binding.var]))
 
-    renamed = mod
-    renamed["main"] = Rename(mod).visit_expr(mod["main"])
-    return renamed
+    try:
+        renamed = mod
+        renamed["main"] = Rename(mod).visit_expr(mod["main"])
+        return renamed
+    except tvm.error.TVMError:  # the labels only serve `dlc profile`'s map: a module they cannot go on stays as is
+        return mod
 
 
 def _node_index(model) -> dict[str, int]:
-    """Node name → index in the graph, for the names that are unique (others go unlabelled)."""
-    names = [node.name for node in model.graph.node]
-    counts: dict[str, int] = {}
-    for name in names:
-        counts[name] = counts.get(name, 0) + 1
-    return {name: i for i, name in enumerate(names) if name and counts[name] == 1}
+    """Node name → index in the graph (dlc.onnxio.node_names: unique by then, see import_relax)."""
+    return {node.name: i for i, node in enumerate(model.graph.node)}
 
 
 def _labelled(converter, index: dict[str, int]):
@@ -155,14 +171,18 @@ def _labelled(converter, index: dict[str, int]):
                 node = index.get(attr.get("tvm_custom", {}).get("name"))
                 if node is None:  # a subgraph's node, or one whose name is not unique
                     return convert(bb, inputs, attr, params)
+                outer = getattr(_LABEL, "node", None), getattr(_LABEL, "count", 0)
                 _LABEL.node, _LABEL.count = f"{NODE_LABEL}{node}", 0
                 try:
                     result = convert(bb, inputs, attr, params)
                     if isinstance(result, relax.Call):
                         result = bb.emit(result, name_hint=f"{NODE_LABEL}{node}")
+                    elif isinstance(result, relax.Tuple):  # LayerNormalization, Attention...: each output bound
+                        result = relax.Tuple([bb.emit(f, name_hint=f"{NODE_LABEL}{node}_{i}")
+                                              if isinstance(f, relax.Call) else f for i, f in enumerate(result.fields)])
                     return result
                 finally:
-                    _LABEL.node = None
+                    _LABEL.node, _LABEL.count = outer
 
             return run
 

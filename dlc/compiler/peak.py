@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from dlc.errors import DlcError, first_line
 from dlc.fileio import write_json
 
 SHAPES = ((4, 16), (6, 16), (8, 8), (12, 8), (8, 4), (16, 4))  # (independent chains, vector lanes) tried
@@ -39,14 +40,14 @@ def device_peak(target_name: str = "host", device=None, refresh: bool = False, t
     from dlc.target import resolve_target
 
     target = resolve_target(target_name)
+    if target.device != "cpu":
+        raise DlcError(f"target {target.name} is a {target.device} target: dlc device peak measures CPUs")
     if device is None:
         from dlc.runtime.bench import machine_info
 
         info = machine_info()
-        key = f"host/{info['cpu']}/{info['logical_cores']} threads"
+        key = f"host/{info['cpu']}/{info['logical_cores']} threads/{target.name}"
         if target.why_not_here():
-            from dlc.errors import DlcError
-
             raise DlcError(f"target {target.name} cannot run here ({target.why_not_here()}): measure it on its device "
                            "with --rpc HOST:PORT or --tracker HOST:PORT --key KEY")
     else:
@@ -133,7 +134,10 @@ def _measure(target, device, timeout: float, log) -> dict[str, Any]:
         remote = connect(device, timeout)
         with tempfile.TemporaryDirectory(prefix="dlc-peak-") as tmp:
             path = Path(tmp) / "peak.so"
-            library.export_library(str(path), fcompile=target.fcompile())
+            try:
+                library.export_library(str(path), fcompile=target.fcompile())
+            except RuntimeError as e:
+                raise DlcError(f"linking the peak kernels for {target.name} failed: {first_line(e)}") from e
             remote.upload(str(path), target="dlc-peak.so")
         result = _time(remote.load_module("dlc-peak.so"), remote.cpu(), threads, iterations, size, log)
         result["device_info"] = device_info(remote)

@@ -62,8 +62,16 @@ def attribute(fusion, final_mod, node_count: int) -> tuple[dict[str, list[int]],
     found: dict[str, list[int]] = {k: [] for k in kernels}
     if fusion.before is None or fusion.after is None:
         return found, {i: "not traced (the compiler did not fuse this module)" for i in range(node_count)}
-    signatures = {_signature(b.value, lambda v: v.name): b.var.name for b in _bindings(fusion.before["main"])
-                  if _signature(b.value, lambda v: v.name)}
+    signatures: dict[tuple, list[str]] = {}  # identical computations (same callee, same inputs): in order
+    for b in _bindings(fusion.before["main"]):
+        signature = _signature(b.value, lambda v: v.name)
+        if signature:
+            signatures.setdefault(signature, []).append(b.var.name)
+
+    def original(value, name, fallback: str) -> str:
+        """The name the binding computing `value` had before fusion (each match used once, in order)."""
+        found = signatures.get(_signature(value, name))
+        return found.pop(0) if found else fallback
     holds: dict[int, list[str]] = {}  # node → kernels holding a binding of it, the one with its result first
     seen: set[int] = set()
     renamed: dict[Any, str] = {}  # a var of main after fusion → the name its value had before
@@ -76,15 +84,14 @@ def attribute(fusion, final_mod, node_count: int) -> tuple[dict[str, list[int]],
         callee = value.op if isinstance(value, relax.Call) else None
         if isinstance(callee, relax.GlobalVar) and isinstance(fusion.after[callee], relax.Function):
             function = fusion.after[callee]
-            env = {p: name_in(renamed)(a) if isinstance(a, relax.Var) else "const"
+            env = {p: name_in(renamed)(a) if isinstance(a, relax.Var) else _constant_key(a)
                    for p, a in zip(function.params, value.args)}
             for inner in _bindings(function):  # one function may serve two identical groups: match each call
-                env[inner.var] = signatures.get(_signature(inner.value, name_in(env)), inner.var.name)
+                env[inner.var] = original(inner.value, name_in(env), inner.var.name)
                 names.append(env[inner.var])
             kernel, result = callee.name_hint, names[-1] if names else None
         else:
-            result = binding.var.name if node_of(binding.var.name) is not None else \
-                signatures.get(_signature(value, name_in(renamed)), binding.var.name)
+            result = original(value, name_in(renamed), binding.var.name)
             names = [result]
             if _signature(value, name_in(renamed)):
                 kernel = value.args[0].name_hint
@@ -119,7 +126,17 @@ def _signature(value, name) -> tuple | None:
     if not (isinstance(value, relax.Call) and getattr(value.op, "name", None) == "relax.call_tir"):
         return None
     args = value.args[1].fields if isinstance(value.args[1], relax.Tuple) else [value.args[1]]
-    return (value.args[0].name_hint, *(name(a) if isinstance(a, relax.Var) else "const" for a in args))
+    return (value.args[0].name_hint, *(name(a) if isinstance(a, relax.Var) else _constant_key(a) for a in args))
+
+
+def _constant_key(expr):
+    """A constant argument by its value (two convolutions of one input differ by their weights)."""
+    import tvm_ffi
+
+    try:
+        return ("const", tvm_ffi.structural_hash(expr))
+    except Exception:  # noqa: BLE001 - an argument that cannot be hashed tells nothing apart
+        return ("const",)
 
 
 def instrumented(instrument):

@@ -119,6 +119,9 @@ def test_bad_report_requests_are_refused_in_one_line(runner, artifact, tmp_path)
     assert_one_line_error(invoke(runner, "report", artifact, "--baseline", tmp_path / "bad.json", "-o", out),
                           "not a `dlc report` JSON")
     assert_one_line_error(invoke(runner, "report", artifact, artifact, "-o", out), "share a name")
+    assert_one_line_error(invoke(runner, "report", artifact, "-o", tmp_path / "r.json"), "not an .html file")
+    assert_one_line_error(invoke(runner, "report", artifact, "--device", "host", "--device", "host", "-o", out),
+                          "share a name")
     out.write_text("mine")
     assert_one_line_error(invoke(runner, "report", artifact, "-o", out), "already exists")
     assert out.read_text() == "mine" and not out.with_suffix(".json").exists()

@@ -15,8 +15,10 @@ def test_the_median_interval_covers_the_true_median_about_95_percent_of_the_time
     assert 0.92 <= covered / 400 <= 0.99
 
 
-def test_too_few_samples_give_the_whole_range():
+def test_too_few_samples_give_the_whole_range_and_many_do_not_overflow():
     assert median_interval([3.0, 1.0, 2.0]) == (1.0, 3.0)
+    low, high = median_interval(np.arange(5000.0))  # 2**5000 is past a float: the sums are exact integers
+    assert 2400 < low < 2500 < high < 2600
 
 
 def test_outliers_are_counted_and_every_statistic_is_there():
