@@ -96,6 +96,9 @@ class Artifact:
         that key (dlc.signing): the hashes checked next are then the signer's.
         """
         root = Path(path)
+        if root.is_file():
+            raise InputFileError(f"{root} is a file, not an artifact directory: compile it first "
+                                 f"(`dlc compile {root} -o {root.stem}.dlc`)")
         if not root.is_dir():
             raise InputFileError(f"artifact not found: {root} (create one with `dlc compile MODEL.onnx -o {root}`)")
         content = _manifest_bytes(root)

@@ -42,7 +42,9 @@ def check_output(path: Path, force: bool, *, directory: Callable[[Path], str | N
 
 def _not_replaceable(path: Path, directory: Callable[[Path], str | None] | None) -> str | None:
     if directory is None:
-        return "it is a directory, and dlc writes a file there" if path.is_dir() else None
+        if path.is_dir():
+            return "it is a directory, and dlc writes a file there"
+        return None if path.is_file() and not path.is_symlink() else "it is not a regular file (a device, a pipe, a link)"
     if path.is_symlink() or not path.is_dir():
         return "it is not a directory"
     here = Path.cwd().resolve()
@@ -150,5 +152,7 @@ def beside(source: str | os.PathLike, suffix: str) -> Path:
     `cnn.pt` → `cnn.metrics.json`, `model.dlc/` → `model.bench.json`, `model.onnx` → `model.dlc`.
     """
     path = Path(str(source).rstrip("/"))
+    if not path.name:  # "." or "..": the folder's own name
+        path = path.resolve()
     name = next((path.name.removesuffix(s) for s in MODEL_SUFFIXES if path.name.endswith(s)), path.name)
     return path.with_name(name + suffix)

@@ -48,7 +48,7 @@ def parse_device(text: str) -> ReportDevice:
     if not match:
         raise DlcError(f"--device {text!r} is not {DEVICE_FORM}; e.g. --device pi4=rpc:127.0.0.1:9190/raspberry-pi-4")
     name, kind, where, target, key = match.groups()
-    host_port(where, "--device")
+    host_port(where, f"--device {name}={kind}:")
     resolve_target(target)  # an unknown target is named now, not after the host's measurements
     address = DeviceAddress(rpc=where if kind == "rpc" else None, tracker=where if kind == "tracker" else None,
                             key=key or target)
@@ -73,6 +73,8 @@ def build_report(artifacts: list[Path], devices: list[ReportDevice], work: Path,
     """The report as a JSON-ready dict (see the module's docstring)."""
     from dlc.artifact import Artifact
 
+    if len({Path(a).resolve() for a in artifacts}) < len(artifacts):
+        raise DlcError("an artifact is given twice: give each once")
     names = [_model_name(Path(a)) for a in artifacts]
     if len(set(names)) < len(names):
         raise DlcError(f"two artifacts share a name ({', '.join(names)}): give each its own folder name")
@@ -81,7 +83,12 @@ def build_report(artifacts: list[Path], devices: list[ReportDevice], work: Path,
         why = artifact.target.why_not_here()
         if any(d.address is None for d in devices) and why:
             raise DlcError(f"{artifact.path} cannot run on the host ({why}): give an artifact compiled for the host "
-                           "(a device's build is made from it), or leave out --device host")
+                           "(a device's build is made from it), or name only devices (--device NAME=rpc:...)")
+    for device in devices:  # an unreachable device fails now, not after the host's measurements and a build
+        if device.address is not None:
+            from dlc.runtime.rpc import reachable
+
+            reachable(*host_port(device.address.rpc or device.address.tracker, "--device"), device.address, timeout)
     rows, profiles, peaks = [], [], {}
     for artifact, name in zip(loaded, names):
         accuracy = accuracy_of(artifact)
@@ -101,6 +108,7 @@ def build_report(artifacts: list[Path], devices: list[ReportDevice], work: Path,
 
 
 def _model_name(path: Path) -> str:
+    path = path.resolve() if not path.name else path
     return path.name.removesuffix(".dlc") or path.name
 
 
@@ -118,7 +126,7 @@ def _measure(artifact, name: str, device: ReportDevice, work: Path, runs: int, t
                  "size_bytes": size["onnx" if r.backend == "onnxruntime" else "library"], "note": None}
                 for r in bench.results]
         return rows, profile
-    built, note = _for_device(artifact, name, device, work, log)
+    built, note = _for_device(artifact, name, device, work, log, trust)
     profile = profile_with_peak(built.path, ProfileConfig(runs=max(10, runs // 5), onnxruntime=False,
                                                           device=device.address, timeout=timeout), log=log)
     row = {"model": name, "device": device.name, "backend": "tvm", "target": built.target.name,
@@ -133,7 +141,7 @@ def _sizes(artifact) -> dict[str, int]:
             "onnx": files["onnx"]["bytes"] + files.get("onnx_data", {}).get("bytes", 0)}
 
 
-def _for_device(artifact, name: str, device: ReportDevice, work: Path, log):
+def _for_device(artifact, name: str, device: ReportDevice, work: Path, log, trust=None):
     """The artifact itself if it was built for the device's target; else its ONNX compiled for it (cached)."""
     from dlc.artifact import Artifact
     from dlc.compiler.build import CompileConfig, compile_model
@@ -141,7 +149,7 @@ def _for_device(artifact, name: str, device: ReportDevice, work: Path, log):
     if artifact.target.name == device.target:
         return artifact, None
     out = work / f"{name}.{device.target}.{artifact.manifest['files']['onnx']['sha256'][:12]}.{__version__}.dlc"
-    if not out.is_dir():
+    if not out.is_dir() or trust is not None:  # under --trust nothing unsigned is reused: built afresh
         log(f"compiling {name} for {device.target}")
         shapes = {s.name: list(s.shape) for s in artifact.inputs}
         compile_model(artifact.onnx_path, out, CompileConfig(target=device.target, shapes=shapes, force=True))
@@ -217,7 +225,15 @@ def load_baseline(path: Path) -> dict[str, Any]:
                        "wrote") from e
     except ValueError as e:
         raise DlcError(f"the baseline {path} is not JSON; give the JSON an earlier `dlc report` wrote") from e
-    if not isinstance(baseline, dict) or not isinstance(baseline.get("rows"), list):
-        raise DlcError(f"the baseline {path} is not a `dlc report` JSON (it has no rows); give the JSON an earlier "
-                       "`dlc report` wrote")
+    rows = baseline.get("rows") if isinstance(baseline, dict) else None
+    if not isinstance(rows, list) or not all(_is_row(r) for r in rows):
+        raise DlcError(f"the baseline {path} is not a `dlc report` JSON (no rows of models, devices, backends and "
+                       "their samples); give the JSON an earlier `dlc report` wrote")
     return baseline
+
+
+def _is_row(row) -> bool:
+    return isinstance(row, dict) and all(isinstance(row.get(k), str) for k in ("model", "device", "backend")) \
+        and isinstance(row.get("latency_ms"), dict) and isinstance(row["latency_ms"].get("p50"), (int, float)) \
+        and isinstance(row.get("samples_ms"), list) \
+        and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in row["samples_ms"])

@@ -35,13 +35,25 @@ def connect(address: DeviceAddress, timeout: float):
     try:
         if address.rpc:
             host, port = host_port(address.rpc, "--rpc")
+            reachable(host, port, address, timeout)
             return rpc.connect(host, port, key=address.key, session_timeout=int(timeout))
         host, port = host_port(address.tracker, "--tracker")
+        reachable(host, port, address, timeout)  # TVM's tracker client retries for a minute, logging each try
         return rpc.connect_tracker(host, port).request(address.key, session_timeout=int(timeout), max_retry=3)
     except DlcError:
         raise
     except Exception as e:  # TVM raises TVMError, RuntimeError or OSError for an unreachable device
         raise DeviceError(f"cannot reach {address}: {first_line(e)}") from e
+
+
+def reachable(host: str, port: int, address, timeout: float) -> None:
+    """Fails in seconds, with DeviceError, where nothing listens at HOST:PORT."""
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=min(timeout, 10.0)).close()
+    except OSError as e:
+        raise DeviceError(f"cannot reach {address}: {e.strerror or e}") from e
 
 
 def with_deadline(fn, timeout: float, where: str):
@@ -74,6 +86,6 @@ def device_info(remote) -> dict[str, Any]:
 
 def host_port(text: str, flag: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise DlcError(f"{flag} {text!r} is not HOST:PORT; e.g. {flag} 127.0.0.1:9190")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise DlcError(f"{flag} {text!r} is not HOST:PORT (a port from 1 to 65535); e.g. 127.0.0.1:9190")
     return host, int(port)

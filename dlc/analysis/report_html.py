@@ -41,7 +41,8 @@ def render(report: dict[str, Any]) -> str:
     e = html.escape
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
              f"<title>dlc report: {e(', '.join(report['models']))}</title><style>{STYLE}</style></head><body>",
-             f"<h1>dlc report — {len(report['models'])} models × {len(report['devices'])} devices</h1>",
+             f"<h1>dlc report — {_count(len(report['models']), 'model')} × "
+             f"{_count(len(report['devices']), 'device')}</h1>",
              f"<p class='note'>dlc {e(report['dlc_version'])}; {report['runs']} runs per row. "
              f"{e(_machines(report))}</p>",
              "<h2>Models × devices × backends</h2>", _table(report)]
@@ -62,6 +63,10 @@ def render(report: dict[str, Any]) -> str:
         parts.append(_top_kernels(profile))
     parts.append(f"</div><script>{SCRIPT}</script></body></html>")
     return "\n".join(parts)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _machines(report) -> str:

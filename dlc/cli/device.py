@@ -45,6 +45,7 @@ def peak(
     compare: Annotated[bool, typer.Option(help="Also time numpy's sgemm and copy here (host only).")] = False,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds allowed on a device.")] = 900.0,
     report: Annotated[Path | None, typer.Option(help="Also write the result to this JSON file.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing --report file.")] = False,
 ):
     """The device's peak float32 GFLOP/s and memory bandwidth, measured with TVM-compiled kernels and cached."""
     from dlc.compiler.peak import cache_path, device_peak, numpy_reference
@@ -60,7 +61,7 @@ def peak(
     if compare and device is not None:
         raise DlcError("--compare times numpy on this machine: use it without --rpc/--tracker")
     if report:
-        check_output(report, force=True)  # a folder or an unwritable place is refused before the measurement
+        check_output(report, force)  # an existing file, a folder or an unwritable place: refused before measuring
     with console.status("measuring the peak") as status:
         result = device_peak(target, device, refresh=refresh, timeout=timeout, log=status.update)
         if compare:

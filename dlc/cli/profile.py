@@ -23,7 +23,8 @@ def profile(
                                                 "measured once per device and cached).")] = True,
     onnxruntime: Annotated[bool, typer.Option(help="ONNX Runtime's per-node profile beside it (host only).")] = True,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds allowed on a device.")] = 900.0,
-    report: Annotated[Path | None, typer.Option(help="JSON report [default: ARTIFACT.profile.json].")] = None,
+    report: Annotated[Path | None, typer.Option(help="JSON report [default: ARTIFACT.profile.json, replaced].")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing --report file.")] = False,
     trust: Annotated[Path | None, typer.Option(help=TRUST_HELP, show_default=False)] = None,
 ):
     """Time every compiled kernel, map it to the ONNX nodes it computes, and place it on the device's roofline."""
@@ -38,7 +39,7 @@ def profile(
         device = DeviceAddress(rpc, tracker, key)
         device.check()
     out = report or beside(artifact, ".profile.json")
-    check_output(out, force=True)
+    check_output(out, force=force or report is None)  # dlc's own default file is replaced; a path you name is not
     config = ProfileConfig(runs=runs, warmup=warmup, top=top, onnxruntime=onnxruntime, device=device, trust=trust,
                            timeout=timeout)
     with console.status(f"profiling {artifact}") as status:
@@ -81,16 +82,19 @@ def _ops(kernel) -> str:
 
 def profile_summary(result) -> list[str]:
     e2e = result["e2e_ms"]
+    outside = result["outside_kernels_ms"]
     lines = [f"end to end p50 {e2e['p50']:.4f} ms (95% CI {e2e['p50_ci95_low']:.4f}–{e2e['p50_ci95_high']:.4f}); "
-             f"kernels sum to {result['kernel_sum_ms']:.4f} ms ({100 * result['kernel_sum_vs_e2e']:.0f}%), outside "
-             f"them (the VM) {result['outside_kernels_ms']:.4f} ms"]
+             f"kernels sum to {result['kernel_sum_ms']:.4f} ms ({100 * result['kernel_sum_vs_e2e']:.0f}%)"
+             + (f", outside them (the VM) {outside:.4f} ms" if outside >= 0 else
+                f", {-outside:.4f} ms more than the whole (noise, and timing each call costs a little)")]
     missing = result["nodes_without_kernel"]
     lines.append(f"{result['nodes'] - len(missing)} of {result['nodes']} ONNX nodes in kernels"
-                 + (f"; without a kernel: {', '.join(f'{n} ({why})' for n, why in list(missing.items())[:5])}"
+                 + (f"; without a kernel: {', '.join(f'{n}: {why}' for n, why in list(missing.items())[:5])}"
                     + (" ..." if len(missing) > 5 else "") if missing else ""))
     if result.get("peak"):
         peak = result["peak"]
-        lines.append(f"roofline: {peak['gflops']:.1f} GFLOP/s, {peak['gbps']:.1f} GB/s; furthest below it: "
+        lines.append(f"roofline: {peak['gflops']:.1f} GFLOP/s, {peak['gbps']:.1f} GB/s from memory (a kernel whose data "
+                     f"sit in the caches can pass 100%); furthest below it: "
                      f"{', '.join(result['furthest_below_roofline'])}")
     if "onnxruntime" in result:
         ort = result["onnxruntime"]

@@ -70,8 +70,9 @@ def attribute(fusion, final_mod, node_count: int) -> tuple[dict[str, list[int]],
 
     def original(value, name, fallback: str) -> str:
         """The name the binding computing `value` had before fusion (each match used once, in order)."""
-        found = signatures.get(_signature(value, name))
-        return found.pop(0) if found else fallback
+        left = signatures.get(_signature(value, name))
+        return left.pop(0) if left else fallback
+
     holds: dict[int, list[str]] = {}  # node → kernels holding a binding of it, the one with its result first
     seen: set[int] = set()
     renamed: dict[Any, str] = {}  # a var of main after fusion → the name its value had before

@@ -28,3 +28,4 @@ def test_bad_peak_requests_are_refused_in_one_line(runner):
     assert_one_line_error(invoke(runner, "device", "peak", "--tracker", "127.0.0.1:9", "--target",
                                  "raspberry-pi-4"), "--key")
     assert_one_line_error(invoke(runner, "device", "peak", "--target", "raspberry-pi-4"), "--rpc")
+    assert_one_line_error(invoke(runner, "device", "peak", "--report", "/dev/null", "--force"), "not a regular file")

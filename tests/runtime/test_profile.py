@@ -85,6 +85,14 @@ def test_a_kernel_that_serves_two_identical_layers_maps_each_call_to_its_own_nod
 
 def test_bad_profile_requests_are_refused_in_one_line(runner, artifact, tmp_path):
     assert_one_line_error(invoke(runner, "profile", tmp_path / "nothing.dlc"), "artifact not found")
+    (tmp_path / "model.onnx").write_bytes(b"")
+    assert_one_line_error(invoke(runner, "profile", tmp_path / "model.onnx"), "is a file, not an artifact")
+    (tmp_path / "mine.json").write_text("mine")
+    assert_one_line_error(invoke(runner, "profile", artifact, "--report", tmp_path / "mine.json"), "already exists")
+    assert (tmp_path / "mine.json").read_text() == "mine"
+    assert_one_line_error(invoke(runner, "profile", artifact, "--report", "/dev/null", "--force"),
+                          "not a regular file")
+    assert_one_line_error(invoke(runner, "profile", artifact, "--rpc", "127.0.0.1:70000"), "65535")
     assert_one_line_error(invoke(runner, "profile", artifact, "--key", "pi"), "--rpc")
     assert_one_line_error(invoke(runner, "profile", artifact, "--rpc", "nowhere"), "HOST:PORT")
     assert_one_line_error(invoke(runner, "profile", artifact, "--rpc", "127.0.0.1:1", "--no-roofline"),

@@ -115,10 +115,15 @@ def test_bad_report_requests_are_refused_in_one_line(runner, artifact, tmp_path)
                           "--device", "rpc:HOST:PORT/TARGET")
     assert_one_line_error(invoke(runner, "report", artifact, "--device", "pi4=rpc:127.0.0.1:9/no-such-board",
                                  "-o", out), "no-such-board")
-    (tmp_path / "bad.json").write_text("{}")
-    assert_one_line_error(invoke(runner, "report", artifact, "--baseline", tmp_path / "bad.json", "-o", out),
-                          "not a `dlc report` JSON")
-    assert_one_line_error(invoke(runner, "report", artifact, artifact, "-o", out), "share a name")
+    for bad in ({}, {"rows": [1, 2]}, {"rows": [{"model": "m", "device": "host", "backend": "tvm",
+                                                 "latency_ms": {"p50": 1.0}, "samples_ms": "abc"}]}):
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        assert_one_line_error(invoke(runner, "report", artifact, "--baseline", tmp_path / "bad.json", "-o", out),
+                              "not a `dlc report` JSON")
+    assert_one_line_error(invoke(runner, "report", artifact, "--device", "pi=rpc:127.0.0.1:1/raspberry-pi-4",
+                                 "-o", out), "cannot reach")
+    assert not out.exists() and not (tmp_path / ".r-work").exists()
+    assert_one_line_error(invoke(runner, "report", artifact, artifact, "-o", out), "given twice")
     assert_one_line_error(invoke(runner, "report", artifact, "-o", tmp_path / "r.json"), "not an .html file")
     assert_one_line_error(invoke(runner, "report", artifact, "--device", "host", "--device", "host", "-o", out),
                           "share a name")
