@@ -102,8 +102,11 @@ def test_qoperator_model_from_onnxruntime_becomes_qdq(tmp_path):
         def get_next(self):
             return next(self.it, None)
 
+    # reduce_range (7-bit weights): the reference is ONNX Runtime's own QLinearConv, whose u8s8 kernel saturates
+    # int16 sums on x86 CPUs without VNNI (0.31 off on an AVX2 EPYC); with 7-bit weights it is exact everywhere
     quantize_static(tmp_path / "f.onnx", tmp_path / "q.onnx", Reader(), quant_format=QuantFormat.QOperator,
-                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    reduce_range=True)
     qop = onnx.load(tmp_path / "q.onnx")
     assert {"QLinearConv", "QGemm"} <= set(ops(qop))
     out, result = apply(QOperatorToQdqPass(), qop, atol=0.15, rtol=0)  # one output step is ~0.1 here
