@@ -87,14 +87,17 @@ def profile_summary(result) -> list[str]:
              f"kernels sum to {result['kernel_sum_ms']:.4f} ms ({100 * result['kernel_sum_vs_e2e']:.0f}%)"
              + (f", outside them (the VM) {outside:.4f} ms" if outside >= 0 else
                 f", {-outside:.4f} ms more than the whole (noise, and timing each call costs a little)")]
+    if result["kernels"]:  # also outside the table, which a narrow terminal squeezes
+        lines.append("slowest kernels: " + ", ".join(f"{k['name']} ({_ops(k)}, {100 * k['share']:.0f}%)"
+                                                     for k in result["kernels"][:3]))
     missing = result["nodes_without_kernel"]
     lines.append(f"{result['nodes'] - len(missing)} of {result['nodes']} ONNX nodes in kernels"
                  + (f"; without a kernel: {', '.join(f'{n}: {why}' for n, why in list(missing.items())[:5])}"
                     + (" ..." if len(missing) > 5 else "") if missing else ""))
     if result.get("peak"):
         peak = result["peak"]
-        lines.append(f"roofline: {peak['gflops']:.1f} GFLOP/s, {peak['gbps']:.1f} GB/s from memory (a kernel whose data "
-                     f"sit in the caches can pass 100%); furthest below it: "
+        lines.append(f"roofline: {peak['gflops']:.1f} GFLOP/s, {peak['gbps']:.1f} GB/s from memory (a kernel whose "
+                     f"data sit in the caches can pass 100%); furthest below it: "
                      f"{', '.join(result['furthest_below_roofline'])}")
     if "onnxruntime" in result:
         ort = result["onnxruntime"]
