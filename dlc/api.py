@@ -88,7 +88,7 @@ def quantize(model: str | Path, out: str | Path, config: QuantizeConfig | None =
     """Quantizes an ONNX file to int8 (static QDQ or dynamic) or float16 (as `dlc quantize`).
 
     `options` are `dlc.quantization.QuantizeConfig`'s fields (or pass `config`): mode, checkpoint
-    or calibration (the data), samples, method, per_channel, symmetric, max_drop (0.01 = one
+    or calibration (the data), samples, method, per_channel, symmetric, reduce_range, max_drop (0.01 = one
     point of top-1: the layers that add the most error stay float until within it), keep_float,
     force.
     """

@@ -35,6 +35,7 @@ class QuantizeConfig:
     method: str = "minmax"  # calibration: minmax, entropy, percentile
     per_channel: bool = True
     symmetric: bool = False  # activations int8 around 0, else uint8 with a zero point
+    reduce_range: bool = False  # 7-bit weights: exact vpmaddubsw kernels on x86 CPUs without VNNI
     checkpoint: Path | None = None  # calibrate and validate on its data set
     calibration: Path | None = None  # an .npz or an image folder
     samples: int = 128  # calibration samples
@@ -132,15 +133,20 @@ def quantize_file(source: str | Path, out: str | Path, config: QuantizeConfig = 
 
 
 def _strip_debug_info(proto) -> None:
-    """Drops the exporter's per-node debug metadata (stack traces, FX nodes) and inferred shapes.
+    """Drops the exporter's debug metadata (stack traces, FX nodes, the exported program's signature) and
+    inferred shapes.
 
     torch.onnx writes a few hundred bytes of it per node, which the quantizer copies onto every
-    node it adds: a third of a small int8 file. Neither the runtimes nor dlc read it.
+    node it adds, and a signature naming every float parameter the int8 model no longer has:
+    together, a third of a small int8 file. Neither the runtimes nor dlc read it.
     """
     for node in proto.graph.node:
         del node.metadata_props[:]
         node.doc_string = ""
     del proto.graph.value_info[:]
+    kept = [p for p in proto.graph.metadata_props if not p.key.startswith("pkg.torch.")]
+    del proto.graph.metadata_props[:]
+    proto.graph.metadata_props.extend(kept)
 
 
 def _check_config(config: QuantizeConfig) -> None:
@@ -160,6 +166,9 @@ def _check_config(config: QuantizeConfig) -> None:
                                "--calibration data.npz or --calibration IMAGE_FOLDER; or use --mode dynamic")
     if config.max_drop is not None and config.checkpoint is None and config.calibration is None:
         raise InvalidDataError("--max-drop needs a validation set: pass --checkpoint CKPT or --calibration DATA")
+    if config.mode == "float16" and config.reduce_range:
+        raise InvalidDataError("--reduce-range makes int8 weights 7-bit; float16 has none: drop it, or use --mode "
+                               "static or dynamic")
     if config.mode == "float16" and config.keep_float:
         raise InvalidDataError("--keep-float applies to int8; float16 converts every layer (ops without a float16 "
                                "kernel stay float32 by themselves)")
@@ -203,11 +212,12 @@ def _quantize(proto, config: QuantizeConfig, data: Data | None, keep_float, prog
                        "use --mode float16")
     _check_names(keep_float, [n.name for n in candidates])
     if config.mode == "dynamic":
-        quantize = DynamicQuantizePass(per_channel=config.per_channel, exclude=keep_float)
+        quantize = DynamicQuantizePass(per_channel=config.per_channel, exclude=keep_float,
+                                       reduce_range=config.reduce_range)
     else:
         feeds = data.calibrate[:config.samples]
         quantize = StaticQuantizePass(_counted(feeds, progress), config.method, config.per_channel, config.symmetric,
-                                      keep_float)
+                                      keep_float, reduce_range=config.reduce_range)
     result = quantize(model)
     return ir.serde.serialize_model(result.model), result.stats
 
@@ -320,4 +330,5 @@ def _calibration_info(config: QuantizeConfig, data: Data | None) -> dict[str, An
             "validated_on": "a held-out split" if data.held_out else "the calibration samples themselves (optimistic: "
                             "pass --checkpoint for its test split)",
             "samples": min(config.samples, len(data.calibrate)), "validation_samples": len(data.validate),
-            "per_channel": config.per_channel, "symmetric_activations": config.symmetric}
+            "per_channel": config.per_channel, "symmetric_activations": config.symmetric,
+            "weight_bits": 7 if config.reduce_range else 8}

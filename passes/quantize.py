@@ -3,8 +3,10 @@
     quantize-static    Conv, Gemm, MatMul and what lies between them (pools, reshapes, adds)
                        as QuantizeLinear → DequantizeLinear pairs around float ops (QDQ):
                        activations get a scale from calibration (MinMax, Entropy, Percentile),
-                       weights are int8, per output channel by default. ONNX Runtime runs the
-                       pairs as int8 kernels; dlc's compiler turns them into integer Relax ops.
+                       weights are int8, per output channel by default (7-bit with
+                       reduce_range: exact vpmaddubsw kernels on x86 CPUs without VNNI).
+                       ONNX Runtime runs the pairs as int8 kernels; dlc's compiler turns them
+                       into integer Relax ops.
     quantize-dynamic   int8 weights for MatMuls, activations quantized per call from their
                        own range (DynamicQuantizeLinear → MatMulInteger): no calibration, for
                        MatMul-heavy models (transformers, lowered LSTM/GRU, MLPs). Gemms are
@@ -44,7 +46,8 @@ class StaticQuantizePass(Pass):
     tolerance = None  # changes numerics on purpose
 
     def __init__(self, calibration: Sequence[dict[str, np.ndarray]] = (), method: str = "minmax",
-                 per_channel: bool = True, symmetric: bool = False, exclude: Sequence[str] = ()):
+                 per_channel: bool = True, symmetric: bool = False, exclude: Sequence[str] = (),
+                 reduce_range: bool = False):
         super().__init__()
         if not calibration:
             from dlc.errors import DlcError
@@ -52,7 +55,7 @@ class StaticQuantizePass(Pass):
             raise DlcError("quantize-static needs calibration samples: run `dlc quantize MODEL.onnx --calibration "
                            "data.npz` (or --checkpoint CKPT) instead of naming it in --passes")
         self.calibration, self.method, self.per_channel = calibration, method, per_channel
-        self.symmetric, self.exclude = symmetric, list(exclude)
+        self.symmetric, self.reduce_range, self.exclude = symmetric, reduce_range, list(exclude)
 
     def call(self, model: ir.Model) -> PassResult:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -60,11 +63,14 @@ class StaticQuantizePass(Pass):
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[self.method]
         options = {"ActivationSymmetric": self.symmetric, "WeightSymmetric": True}
-        return _through_onnxruntime(model, self.exclude, lambda source, out: quantize_static(
+        result = _through_onnxruntime(model, self.exclude, lambda source, out: quantize_static(
             source, out, _Reader(self.calibration), QuantFormat.QDQ, op_types_to_quantize=list(STATIC_OPS),
-            per_channel=self.per_channel, activation_type=QuantType.QInt8 if self.symmetric else QuantType.QUInt8,
+            per_channel=self.per_channel, reduce_range=self.reduce_range,
+            activation_type=QuantType.QInt8 if self.symmetric else QuantType.QUInt8,
             weight_type=QuantType.QInt8, nodes_to_exclude=self.exclude, calibrate_method=method,
             calibration_providers=["CPUExecutionProvider"], extra_options=options))
+        result.stats["zero_points_dropped"] = drop_zero_bias_zero_points(result.model)
+        return result
 
 
 @register
@@ -73,9 +79,9 @@ class DynamicQuantizePass(Pass):
     summary = "int8 weights for MatMul/Gemm, activations quantized per call (no calibration)"
     tolerance = None
 
-    def __init__(self, per_channel: bool = False, exclude: Sequence[str] = ()):
+    def __init__(self, per_channel: bool = False, exclude: Sequence[str] = (), reduce_range: bool = False):
         super().__init__()
-        self.per_channel, self.exclude = per_channel, list(exclude)
+        self.per_channel, self.exclude, self.reduce_range = per_channel, list(exclude), reduce_range
 
     def call(self, model: ir.Model) -> PassResult:
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -87,7 +93,7 @@ class DynamicQuantizePass(Pass):
                 cleanup(model)
         return _through_onnxruntime(model, self.exclude, lambda source, out: quantize_dynamic(
             source, out, op_types_to_quantize=["MatMul"], per_channel=self.per_channel, weight_type=QuantType.QInt8,
-            nodes_to_exclude=self.exclude))
+            reduce_range=self.reduce_range, nodes_to_exclude=self.exclude))
 
 
 @register
@@ -105,6 +111,29 @@ def quantizable_nodes(model: ir.Model, dynamic: bool = False) -> list[ir.Node]:
     ops = ("MatMul", "Gemm") if dynamic else LINEAR_OPS
     return [n for n in model.graph if n.op_type in ops and n.domain in ("", "ai.onnx") and len(n.inputs) > 1
             and n.inputs[1] is not None and n.inputs[1].const_value is not None]
+
+
+def drop_zero_bias_zero_points(model: ir.Model) -> int:
+    """Removes the all-zero int32 zero points of the biases' DequantizeLinear nodes; returns how many.
+
+    ONNX Runtime's quantizer writes one per bias, as large as the bias itself, although an int32
+    bias is always symmetric and a missing zero point means 0. ONNX Runtime still fuses the
+    convolution (QLinearConv) and dlc's compiler reads the bias the same way without it.
+    """
+    dropped = []
+    for node in model.graph:
+        if node.op_type != "DequantizeLinear" or len(node.inputs) != 3 or node.inputs[2] is None:
+            continue
+        data, zero = node.inputs[0].const_value, node.inputs[2]
+        if data is None or data.dtype != ir.DataType.INT32 or zero.const_value is None \
+                or zero.const_value.numpy().any():
+            continue
+        node.resize_inputs(2)
+        dropped.append(zero)
+    for zero in dropped:
+        if zero.is_initializer() and not zero.uses() and not zero.is_graph_output():  # one may serve two nodes
+            model.graph.initializers.pop(zero.name, None)
+    return len(dropped)
 
 
 def _through_onnxruntime(model: ir.Model, exclude, quantize) -> PassResult:

@@ -39,6 +39,9 @@ def quantize(
     per_channel: Annotated[bool, typer.Option(help="Weight scales per output channel.")] = True,
     symmetric: Annotated[bool, typer.Option(help="Activations int8 around 0 (else uint8 with a zero "
                                             "point).")] = False,
+    reduce_range: Annotated[bool, typer.Option(help="7-bit weights: on x86 CPUs without VNNI (AVX2) TVM's "
+                                               "int8 kernels use vpmaddubsw (faster) and ONNX Runtime's do not "
+                                               "saturate; costs a little accuracy.")] = False,
     max_drop: Annotated[float | None, typer.Option(help="Accuracy budget (0.01 = one point; MSE increase for "
                                                    "reconstruction): layers that add the most error stay float "
                                                    "until the model is within it.")] = None,
@@ -60,8 +63,8 @@ def quantize(
         raise DlcError(f"--report {report} is a folder; pass a file path for the JSON report")
     names = tuple(n.strip() for n in keep_float.split(",") if n.strip()) if keep_float else ()
     config = QuantizeConfig(mode=mode.value, method=method.value, per_channel=per_channel, symmetric=symmetric,
-                            checkpoint=checkpoint, calibration=calibration, samples=samples, max_drop=max_drop,
-                            keep_float=names, force=force)
+                            reduce_range=reduce_range, checkpoint=checkpoint, calibration=calibration,
+                            samples=samples, max_drop=max_drop, keep_float=names, force=force)
     with stage_progress() as progress:
         result = quantize_file(model, output, config, progress)
     report_path = write_json(report, result.to_dict())

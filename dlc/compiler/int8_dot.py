@@ -1,22 +1,29 @@
-"""int8 convolutions and matmuls as the CPU's integer dot products: AVX-512 VNNI's vpdpbusd, or vpmaddwd.
+"""int8 convolutions and matmuls as the CPU's integer dot products: AVX-512 VNNI's vpdpbusd, vpmaddubsw or
+vpmaddwd.
 
     vnni        vpdpbusd multiplies 4 unsigned by 4 signed bytes and adds the products into
                 each of 16 int32 lanes: 64 multiply-adds an instruction (a float32 FMA: 16)
+    pmaddubsw   for CPUs without VNNI, when a layer's weights fit in 7 bits (|w| <= 64, as
+                `dlc quantize --reduce-range` writes them): vpmaddubsw multiplies unsigned by
+                signed bytes and adds pairs into int16, vpmaddwd adds those pairs into int32:
+                4 bytes a lane in two instructions. With 8-bit weights the int16 pair sums
+                could saturate (255·127·2 > 32767; ONNX Runtime's AVX2 kernels then go wrong);
+                with 7-bit ones they cannot (255·64·2 = 32640), so the result is exact
     pmaddwd     vpmaddwd multiplies 2 pairs of int16 and adds both products into each int32
-                lane (16 lanes on AVX-512, 8 on AVX2): twice an FMA's multiply-adds, exact,
-                for CPUs without VNNI (int8 values held in int16)
+                lane (16 lanes on AVX-512, 8 on AVX2): exact for any int8 weights, for CPUs
+                without VNNI (int8 values held in int16), as fast as a float32 FMA
 
 The integer kernels of `dlc.compiler.integer` reach them when
 
-    the activations fit          vnni: uint8 (an int8 tensor q is read as q + 128, its zero
-                                 point + 128); pmaddwd: int16, the zero point already taken
+    the activations fit          vnni, pmaddubsw: uint8 (an int8 tensor q is read as q + 128,
+                                 its zero point + 128); pmaddwd: int16, the zero point taken
     the weights are int8         packed at compile time (they are constants) so that the
                                  GROUP consecutive input channels of LANES output channels are
                                  one instruction's contiguous operand: convolutions
                                  [KH, KW, IC/G, OC/L, L, G], dense [N/L, K/G, L, G]
     K % GROUP == 0 and N % LANES == 0   input and output channels (groups of 1: not depthwise)
 
-For vnni the activations' zero point z leaves the sum as a constant per output channel,
+For uint8 activations the zero point z leaves the sum as a constant per output channel,
 
     Σ (x − z)·w = Σ x·w − z·Σ w
 
@@ -41,19 +48,33 @@ KERNEL_PREFIX = "int8_dot"
 class DotProduct:
     """One integer dot-product instruction: LANES int32 sums of GROUP products each."""
 
-    name: str  # "vnni", "pmaddwd512", "pmaddwd256"
+    name: str  # "vnni", "pmaddubsw512", "pmaddwd512", ...
     lanes: int  # output channels per instruction
     group: int  # input channels per lane
-    data: str  # the activations' dtype: uint8 (vnni) or int16
+    data: str  # the activations' dtype: uint8 (vnni, pmaddubsw) or int16
     weights: str  # the packed weights' dtype: int8 or int16
     llvm: str  # the LLVM intrinsic
+    pairs: str | None = None  # a second intrinsic adding the first's int16 pairs into int32 lanes (pmaddubsw)
+    max_weight: int = 128  # the largest |w| it computes exactly
 
 
 DOT_PRODUCTS = {d.name: d for d in (
     DotProduct("vnni", 16, 4, "uint8", "int8", "llvm.x86.avx512.vpdpbusd.512"),
+    DotProduct("pmaddubsw512", 16, 4, "uint8", "int8", "llvm.x86.avx512.pmaddubs.w.512",
+               "llvm.x86.avx512.pmaddw.d.512", 64),
+    DotProduct("pmaddubsw256", 8, 4, "uint8", "int8", "llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx2.pmadd.wd", 64),
     DotProduct("pmaddwd512", 16, 2, "int16", "int16", "llvm.x86.avx512.pmaddw.d.512"),
     DotProduct("pmaddwd256", 8, 2, "int16", "int16", "llvm.x86.avx2.pmadd.wd"),
 )}
+# on a CPU whose dot product is vpmaddwd, layers whose weights fit in 7 bits take vpmaddubsw
+BYTE_DOTS = {"pmaddwd512": "pmaddubsw512", "pmaddwd256": "pmaddubsw256"}
+
+
+def kernel_dot(block_name: str) -> DotProduct | None:
+    """The dot product an `int8_dot_<dot>_*` kernel was written for, from its name."""
+    if not block_name.startswith(f"{KERNEL_PREFIX}_"):
+        return None
+    return DOT_PRODUCTS.get(block_name[len(KERNEL_PREFIX) + 1:].split("_")[0])
 
 
 def dot_product(target) -> DotProduct | None:
@@ -71,7 +92,7 @@ def pack_int8_dots(mod, target):
         return mod, 0
     from tvm import relax
 
-    mutator = _packer_class()(mod, dot)
+    mutator = _packer_class()(mod, [DOT_PRODUCTS[BYTE_DOTS[dot.name]], dot] if dot.name in BYTE_DOTS else [dot])
     return relax.transform.DeadCodeElimination()(each_function(mod, mutator)), mutator.count
 
 
@@ -80,16 +101,16 @@ def _packer_class():
 
     @relax.expr_functor.mutator
     class Packer(relax.PyExprMutator):
-        def __init__(self, mod, dot: DotProduct):
+        def __init__(self, mod, dots: list[DotProduct]):
             super().__init__(mod)
-            self.count, self.dot = 0, dot
+            self.count, self.dots = 0, dots  # the first whose weights and activations fit, per kernel
 
         def producer(self, expr):
             return producer_of(self, expr)
 
-        def operand(self, expr):
-            """(the activations as the instruction takes them, the zero point still in them), or None."""
-            if self.dot.data == "uint8":
+        def operand(self, expr, dot: DotProduct):
+            """(the activations as `dot` takes them, the zero point still in them), or None."""
+            if dot.data == "uint8":
                 return self.unsigned(expr)
             if dtype_of(expr) not in ("int16", "int8", "uint8"):
                 return None
@@ -121,12 +142,9 @@ def _packer_class():
 
         def visit_call_(self, call):
             call = super().visit_call_(call)
-            if is_op(call, "relax.nn.conv2d"):
-                packed = _conv2d(self, call)
-            elif is_op(call, "relax.matmul"):
-                packed = _matmul(self, call)
-            else:
-                return call
+            pack = _conv2d if is_op(call, "relax.nn.conv2d") else _matmul if is_op(call, "relax.matmul") else None
+            packed = next((p for p in (pack(self, call, dot) for dot in self.dots) if p is not None), None) \
+                if pack else None
             if packed is None:
                 return call
             self.count += 1
@@ -149,49 +167,52 @@ def _plus_128(q):
     return relax.op.astype(relax.op.add(relax.op.astype(q, "int16"), relax.const(128, "int16")), "uint8")
 
 
-def _int8_weight(expr) -> np.ndarray | None:
+def _int8_weight(expr, dot: DotProduct) -> np.ndarray | None:
     w = constant(expr)
-    if w is None or w.dtype.kind != "i" or w.size == 0 or w.min() < -128 or w.max() > 127:
+    if w is None or w.dtype.kind != "i" or w.size == 0 or w.min() < max(-128, -dot.max_weight) \
+            or w.max() > min(127, dot.max_weight):
         return None
     return w.astype(np.int8)
 
 
-def _conv2d(m, call):
+def _conv2d(m, call, dot: DotProduct):
     from tvm import relax
 
     attrs = call.attrs
-    w = _int8_weight(call.args[1])
+    w = _int8_weight(call.args[1], dot)
     if w is None or str(attrs.out_dtype) != "int32" or attrs.data_layout != "NHWC" or attrs.kernel_layout != "HWIO" \
             or int(attrs.groups) != 1 or any(int(d) != 1 for d in attrs.dilation) or dtype_of(call.args[0]) == "int32":
         return None
     kh, kw, ic, oc = w.shape
-    lanes, group = m.dot.lanes, m.dot.group
-    source = m.operand(call.args[0])
+    lanes, group = dot.lanes, dot.group
+    source = m.operand(call.args[0], dot)
     if source is None or ic % group or oc % lanes:
         return None
     x, zero = _emitted(m, source[0]), source[1]
     packed = w.reshape(kh, kw, ic // group, group, oc // lanes, lanes).transpose(0, 1, 2, 4, 5, 3)
     strides, padding = [int(s) for s in attrs.strides], [int(p) for p in attrs.padding]
-    acc = m.builder_.call_te(_conv2d_te, x, relax.const(np.ascontiguousarray(packed).astype(m.dot.weights)), strides,
-                             padding, zero, primfunc_name_hint=f"{KERNEL_PREFIX}_conv2d")
+    name = f"{KERNEL_PREFIX}_{dot.name}_conv2d"
+    acc = m.builder_.call_te(_conv2d_te, x, relax.const(np.ascontiguousarray(packed).astype(dot.weights)), strides,
+                             padding, zero, name, primfunc_name_hint=name)
     return _minus_zero_sums(acc, zero, w.sum(axis=(0, 1, 2), dtype=np.int64))
 
 
-def _matmul(m, call):
+def _matmul(m, call, dot: DotProduct):
     from tvm import relax
 
-    w = _int8_weight(call.args[1])
+    w = _int8_weight(call.args[1], dot)
     if w is None or w.ndim != 2 or str(call.attrs.out_dtype) != "int32":
         return None
     k, n = w.shape
-    lanes, group = m.dot.lanes, m.dot.group
-    source = m.operand(call.args[0])
+    lanes, group = dot.lanes, dot.group
+    source = m.operand(call.args[0], dot)
     if source is None or k % group or n % lanes:
         return None
     x, zero = _emitted(m, source[0]), source[1]
     packed = w.reshape(k // group, group, n // lanes, lanes).transpose(2, 0, 3, 1)
-    acc = m.builder_.call_te(_dense_te, x, relax.const(np.ascontiguousarray(packed).astype(m.dot.weights)),
-                             primfunc_name_hint=f"{KERNEL_PREFIX}_dense")
+    name = f"{KERNEL_PREFIX}_{dot.name}_dense"
+    acc = m.builder_.call_te(_dense_te, x, relax.const(np.ascontiguousarray(packed).astype(dot.weights)), name,
+                             primfunc_name_hint=name)
     return _minus_zero_sums(acc, zero, w.sum(axis=0, dtype=np.int64))
 
 
@@ -204,7 +225,7 @@ def _minus_zero_sums(acc, zero: int, sums: np.ndarray):
     return relax.op.subtract(acc, relax.const((zero * sums).astype(np.int32)))
 
 
-def _conv2d_te(data, packed, strides, padding, zero):
+def _conv2d_te(data, packed, strides, padding, zero, name):
     """NHWC data (padded with its zero point) · packed weights [KH, KW, IC/G, OC/L, L, G] → int32."""
     from tvm import te, tirx, topi
 
@@ -222,10 +243,10 @@ def _conv2d_te(data, packed, strides, padding, zero):
         lambda b, y, x, o: te.sum(
             data[b, y * strides[0] + rh, x * strides[1] + rw, rc].astype("int32")
             * packed[rh, rw, rc // group, o // lanes, o % lanes, rc % group].astype("int32"), axis=[rh, rw, rc]),
-        name=f"{KERNEL_PREFIX}_conv2d")
+        name=name)
 
 
-def _dense_te(data, packed):
+def _dense_te(data, packed, name):
     """data [..., K] · packed weights [N/L, K/G, L, G] → int32 [..., N]."""
     from tvm import te
 
@@ -235,4 +256,4 @@ def _dense_te(data, packed):
         (*data.shape[:-1], blocks * lanes),
         lambda *i: te.sum(data[(*i[:-1], k)].astype("int32")
                           * packed[i[-1] // lanes, k // group, i[-1] % lanes, k % group].astype("int32"), axis=k),
-        name=f"{KERNEL_PREFIX}_dense")
+        name=name)

@@ -50,6 +50,38 @@ def test_static_quantization_inserts_qdq_and_stays_close():
     assert np.abs(want - got).max() < 0.05 * np.abs(want).max()  # int8: close, not equal
 
 
+def test_the_biases_zero_points_are_dropped_and_nothing_else_changes(tmp_path):
+    """ONNX Runtime's quantizer writes an all-zero int32 zero point per bias; without them the model computes the
+    same values, bit for bit, and ONNX Runtime still fuses its integer kernels."""
+    import onnxruntime as ort
+
+    from dlc.passes.quantize import drop_zero_bias_zero_points
+
+    onnx.save(_conv_net(), tmp_path / "f.onnx")
+    samples = iter(_samples())
+
+    class Reader:
+        def get_next(self):
+            return next(samples, None)
+
+    quantize_static(tmp_path / "f.onnx", tmp_path / "q.onnx", Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    written = onnx.load(tmp_path / "q.onnx")
+    model = ir.serde.deserialize_model(written)
+    assert drop_zero_bias_zero_points(model) == 2  # the Conv's bias and the Gemm's
+    out = ir.serde.serialize_model(model)
+    onnx.checker.check_model(out, full_check=True)
+    assert len(out.graph.initializer) == len(written.graph.initializer) - 2
+    assert not [i for i in out.graph.initializer if i.data_type == onnx.TensorProto.INT32 and "zero_point" in i.name]
+    feed = _samples(1, seed=7)[0]
+    np.testing.assert_array_equal(run(written, feed)[0], run(out, feed)[0])
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "fused.onnx")
+    ort.InferenceSession(out.SerializeToString(), options, providers=["CPUExecutionProvider"])  # writes it
+    assert {"QLinearConv", "QGemm"} <= set(ops(onnx.load(tmp_path / "fused.onnx")))
+    assert drop_zero_bias_zero_points(ir.serde.deserialize_model(out)) == 0  # nothing left to drop
+
+
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
 def test_every_calibration_method_runs(method):
     result = StaticQuantizePass(_samples(), method=method)(ir.serde.deserialize_model(_conv_net()))

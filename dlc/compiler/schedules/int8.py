@@ -1,6 +1,6 @@
 """The `int8_dot_*` kernels of dlc.compiler.int8_dot: register-blocked, their integer dot products tensorized.
 
-With L lanes of G products (VNNI: 16×4 bytes; vpmaddwd: 16×2 or 8×2 int16):
+With L lanes of G products (VNNI: 16×4 bytes; vpmaddubsw: 16×4 or 8×4 bytes; vpmaddwd: 16×2 or 8×2 int16):
 
     parallel for outer in (…):                      # as TiledReduction shares out its tiles
       for tile in (rows / U, channels / (L·A)):
@@ -15,7 +15,7 @@ U·A accumulators stay in registers with room for the operands (32 on AVX-512, 1
 
 from __future__ import annotations
 
-from dlc.compiler.int8_dot import DOT_PRODUCTS
+from dlc.compiler.int8_dot import kernel_dot
 from dlc.compiler.schedules.base import CpuRule, divisor_at_most, inline_what_can_be, int_extent
 from dlc.compiler.schedules.tiled import (
     PARALLEL_MIN_WORK,
@@ -55,50 +55,70 @@ def dot_intrinsic(dot) -> str:
                     vi, vk = T.axis.remap("SR", [i, k])
                     c[vi] = c[vi] + T.cast(a[vk], "int32") * T.cast(b[vi, vk], "int32")
 
-    @T.prim_func(s_tir=True)
-    def accumulating(a: T.Buffer((group,), data, offset_factor=1),
-                     b: T.Buffer((lanes, group), weights, offset_factor=1),
-                     c: T.Buffer((lanes,), "int32", offset_factor=1)) -> None:  # vpdpbusd adds into c itself
-        with T.sblock("root"):
-            T.reads(c[0:lanes], a[0:group], b[0:lanes, 0:group])
-            T.writes(c[0:lanes])
-            a_i32 = T.reinterpret(a.vload([0], f"{data}x{group}"), dtype="int32")
-            c[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id(dot.llvm), c.vload([0], dtype=f"int32x{lanes}"),
-                T.reinterpret(T.broadcast(a_i32, lanes), dtype=packed_a), b.vload([0, 0], dtype=packed_a),
-                dtype=f"int32x{lanes}")
+    # TVMScript parses a function where it is defined: only the one `dot` uses is
+    if dot.name == "vnni":
+        @T.prim_func(s_tir=True)
+        def accumulating(a: T.Buffer((group,), data, offset_factor=1),
+                         b: T.Buffer((lanes, group), weights, offset_factor=1),
+                         c: T.Buffer((lanes,), "int32", offset_factor=1)) -> None:  # vpdpbusd adds into c itself
+            with T.sblock("root"):
+                T.reads(c[0:lanes], a[0:group], b[0:lanes, 0:group])
+                T.writes(c[0:lanes])
+                a_i32 = T.reinterpret(a.vload([0], f"{data}x{group}"), dtype="int32")
+                c[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(dot.llvm), c.vload([0], dtype=f"int32x{lanes}"),
+                    T.reinterpret(T.broadcast(a_i32, lanes), dtype=packed_a), b.vload([0, 0], dtype=packed_a),
+                    dtype=f"int32x{lanes}")
 
-    @T.prim_func(s_tir=True)
-    def summing(a: T.Buffer((group,), data, offset_factor=1), b: T.Buffer((lanes, group), weights, offset_factor=1),
-                c: T.Buffer((lanes,), "int32", offset_factor=1)) -> None:  # vpmaddwd's sums are added to c
-        with T.sblock("root"):
-            T.reads(c[0:lanes], a[0:group], b[0:lanes, 0:group])
-            T.writes(c[0:lanes])
-            a_i32 = T.reinterpret(a.vload([0], f"{data}x{group}"), dtype="int32")
-            c[T.ramp(T.int32(0), 1, lanes)] = c.vload([0], dtype=f"int32x{lanes}") + T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id(dot.llvm), T.reinterpret(T.broadcast(a_i32, lanes), dtype=packed_a),
-                b.vload([0, 0], dtype=packed_a), dtype=f"int32x{lanes}")
+        impl = accumulating
+    elif dot.pairs:
+        @T.prim_func(s_tir=True)
+        def pairs(a: T.Buffer((group,), data, offset_factor=1), b: T.Buffer((lanes, group), weights, offset_factor=1),
+                  c: T.Buffer((lanes,), "int32", offset_factor=1)) -> None:  # vpmaddubsw, its int16 pairs by vpmaddwd
+            with T.sblock("root"):
+                T.reads(c[0:lanes], a[0:group], b[0:lanes, 0:group])
+                T.writes(c[0:lanes])
+                a_i32 = T.reinterpret(a.vload([0], f"{data}x{group}"), dtype="int32")
+                c[T.ramp(T.int32(0), 1, lanes)] = c.vload([0], dtype=f"int32x{lanes}") + T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(dot.pairs), T.call_llvm_pure_intrin(
+                        T.llvm_lookup_intrinsic_id(dot.llvm), T.reinterpret(T.broadcast(a_i32, lanes), dtype=packed_a),
+                        b.vload([0, 0], dtype=packed_a), dtype=f"int16x{lanes * 2}"),
+                    T.broadcast(T.int16(1), lanes * 2), dtype=f"int32x{lanes}")
 
-    TensorIntrin.register(name, desc, accumulating if dot.name == "vnni" else summing)
+        impl = pairs
+    else:
+        @T.prim_func(s_tir=True)
+        def summing(a: T.Buffer((group,), data, offset_factor=1), b: T.Buffer((lanes, group), weights, offset_factor=1),
+                    c: T.Buffer((lanes,), "int32", offset_factor=1)) -> None:  # vpmaddwd's sums are added to c
+            with T.sblock("root"):
+                T.reads(c[0:lanes], a[0:group], b[0:lanes, 0:group])
+                T.writes(c[0:lanes])
+                a_i32 = T.reinterpret(a.vload([0], f"{data}x{group}"), dtype="int32")
+                c[T.ramp(T.int32(0), 1, lanes)] = c.vload([0], dtype=f"int32x{lanes}") + T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(dot.llvm), T.reinterpret(T.broadcast(a_i32, lanes), dtype=packed_a),
+                    b.vload([0, 0], dtype=packed_a), dtype=f"int32x{lanes}")
+
+        impl = summing
+
+    TensorIntrin.register(name, desc, impl)
     return name
 
 
 class Int8Dot(CpuRule):
-    family = "int8 dot product (VNNI, vpmaddwd)"
+    family = "int8 dot product (VNNI, vpmaddubsw, vpmaddwd)"
 
     def schedule(self, sch, blocks, traits) -> bool:
         if traits.int8_dot is None:
             return False
         blocks = inline_what_can_be(sch, blocks)
         mains = [b for b in blocks if b.is_reduction()]
-        if len(mains) != 1 or not sch.get(mains[0].block_rv).name_hint.startswith("int8_dot"):
+        if len(mains) != 1 or (dot := kernel_dot(sch.get(mains[0].block_rv).name_hint)) is None:
             return False
         main = mains[0]
         after = blocks[blocks.index(main) + 1:]
         if len(after) > 1:
             return False
-        _tile(sch, main, after[0] if after else None, blocks[:blocks.index(main)], traits,
-              DOT_PRODUCTS[traits.int8_dot])
+        _tile(sch, main, after[0] if after else None, blocks[:blocks.index(main)], traits, dot)
         return True
 
 
@@ -114,7 +134,8 @@ def _tile(sch, main, epilogue, pads, traits, dot) -> None:
         work *= int_extent(sch, loop) or 1
     blocks = int_extent(sch, loops[v]) // dot.lanes
     a = divisor_at_most(blocks, 4 if u is None else 2)
-    rows = divisor_at_most(int_extent(sch, loops[u]), min(8, (traits.registers - 4) // a)) if u is not None else 1
+    spare = 5 if dot.pairs else 4  # the operands; with pairs also the int16 ones
+    rows = divisor_at_most(int_extent(sch, loops[u]), min(8, (traits.registers - spare) // a)) if u is not None else 1
     v_outer, v_inner = sch.split(loops[v], [None, dot.lanes])
     v_outer, v_block = sch.split(v_outer, [None, a])
     k_outer, k_inner = sch.split(loops[k], [None, dot.group])
