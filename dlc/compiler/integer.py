@@ -220,13 +220,13 @@ def _linear(m, made, quantize, out):
     """conv2d/matmul of dequantized operands, optionally plus a constant-made bias, in int32."""
     from tvm import relax
 
-    bias = None
+    bias, var = None, quantize.args[0]  # var: the binding of the float conv/matmul
     if made.op.name == "relax.add":
         for i in (0, 1):
             core = m.producer(made.args[i])
             if core is not None and core.op.name in ("relax.nn.conv2d", "relax.matmul") and \
                     _is_constant_made(m, made.args[1 - i]):
-                made, bias = core, made.args[1 - i]
+                made, bias, var = core, made.args[1 - i], made.args[i]
                 break
         else:
             return None
@@ -234,6 +234,8 @@ def _linear(m, made, quantize, out):
     if lowered is None:
         return None
     acc, scale = lowered
+    if isinstance(var, relax.Var):  # named as the float one was: dlc.compiler.provenance finds its ONNX node
+        acc = m.builder_.emit(acc, name_hint=var.name)
     real = relax.op.multiply(relax.op.astype(acc, "float32"), relax.const(scale.astype(np.float32)))
     if bias is not None:
         real = relax.op.add(real, bias)

@@ -71,6 +71,17 @@ def test_tvm_int8_agrees_with_onnxruntime_int8_within_one_step(quantized):
     assert "compute in integers" in compiled
 
 
+def test_each_integer_kernel_names_the_onnx_conv_or_gemm_it_computes(quantized):
+    """The manifest's kernel → ONNX node map (what dlc profile shows) survives the integer rewrite."""
+    from dlc.artifact import Artifact
+
+    name, work, _, _ = quantized
+    rows = Artifact.load(work / f"{name}.int8.dlc").manifest["schedules"]["per_kernel"]
+    placed = {n for row in rows for n in row["nodes"]}
+    linear = [n.name for n in onnx.load(work / f"{name}.int8.onnx").graph.node if n.op_type in ("Conv", "Gemm")]
+    assert linear and not set(linear) - placed, set(linear) - placed
+
+
 def test_the_compiled_convolutions_and_matmuls_compute_in_integers(quantized):
     """The kernels' reductions, read from the TIR TVM compiles: int8/uint8 operands, int32 accumulators."""
     from tvm import s_tir, tirx
