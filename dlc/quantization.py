@@ -330,5 +330,4 @@ def _calibration_info(config: QuantizeConfig, data: Data | None) -> dict[str, An
             "validated_on": "a held-out split" if data.held_out else "the calibration samples themselves (optimistic: "
                             "pass --checkpoint for its test split)",
             "samples": min(config.samples, len(data.calibrate)), "validation_samples": len(data.validate),
-            "per_channel": config.per_channel, "symmetric_activations": config.symmetric,
-            "weight_bits": 7 if config.reduce_range else 8}
+            "per_channel": config.per_channel, "symmetric_activations": config.symmetric}

@@ -70,6 +70,8 @@ class StaticQuantizePass(Pass):
             weight_type=QuantType.QInt8, nodes_to_exclude=self.exclude, calibrate_method=method,
             calibration_providers=["CPUExecutionProvider"], extra_options=options))
         result.stats["zero_points_dropped"] = drop_zero_bias_zero_points(result.model)
+        result.stats["weight_bytes_after"] = _weight_bytes(result.model)
+        result.stats["weight_bits"] = 7 if self.reduce_range else 8
         return result
 
 
@@ -91,9 +93,11 @@ class DynamicQuantizePass(Pass):
         if gemm_to_matmul_rules.apply_to_model(model):
             for cleanup in (FoldConstantsPass(), DeduplicateInitializersPass(), EliminateDeadCodePass()):
                 cleanup(model)
-        return _through_onnxruntime(model, self.exclude, lambda source, out: quantize_dynamic(
+        result = _through_onnxruntime(model, self.exclude, lambda source, out: quantize_dynamic(
             source, out, op_types_to_quantize=["MatMul"], per_channel=self.per_channel, weight_type=QuantType.QInt8,
             reduce_range=self.reduce_range, nodes_to_exclude=self.exclude))
+        result.stats["weight_bits"] = 7 if self.reduce_range else 8
+        return result
 
 
 @register
@@ -131,8 +135,8 @@ def drop_zero_bias_zero_points(model: ir.Model) -> int:
         node.resize_inputs(2)
         dropped.append(zero)
     for zero in dropped:
-        if zero.is_initializer() and not zero.uses() and not zero.is_graph_output():  # one may serve two nodes
-            model.graph.initializers.pop(zero.name, None)
+        if zero.is_initializer() and not zero.uses() and not zero.is_graph_output() and not zero.is_graph_input():
+            model.graph.initializers.pop(zero.name, None)  # one may have served two nodes
     return len(dropped)
 
 

@@ -4,6 +4,7 @@ with ONNX Runtime's int8, an outlier layer is found and kept float, QOperator mo
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 import numpy as np
@@ -80,6 +81,9 @@ def test_each_integer_kernel_names_the_onnx_conv_or_gemm_it_computes(quantized):
     placed = {n for row in rows for n in row["nodes"]}
     linear = [n.name for n in onnx.load(work / f"{name}.int8.onnx").graph.node if n.op_type in ("Conv", "Gemm")]
     assert linear and not set(linear) - placed, set(linear) - placed
+    for row in rows:  # in the kernel that convolves or multiplies, not in a neighbour
+        if set(row["nodes"]) & set(linear):
+            assert "conv2d" in row["name"] or "matmul" in row["name"] or "dense" in row["name"], row
 
 
 def test_the_compiled_convolutions_and_matmuls_compute_in_integers(quantized):
@@ -302,30 +306,47 @@ def test_each_x86_target_gets_its_integer_dot_product(runner, onnx_model, traine
         assert manifest["verification"]["max_abs_diff"] <= output_quantization_step(onnx.load(tmp_path / "q.onnx"))
 
 
-def test_seven_bit_weights_take_vpmaddubsw_on_avx2_and_stay_exact(runner, onnx_model, trained_checkpoint, tmp_path):
-    """`--reduce-range`: |w| <= 64, so vpmaddubsw's int16 pair sums cannot saturate; compiled for an AVX2 CPU
-    (no VNNI), the convolutions read bytes (not int16) and agree with ONNX Runtime exactly."""
+@pytest.mark.parametrize("target,dot", [("x86-64-avx2", "pmaddwd256"), ("x86-64-avx512", "pmaddwd512")])
+def test_seven_bit_weights_take_vpmaddubsw_without_vnni(runner, onnx_model, trained_checkpoint, tmp_path, target, dot,
+                                                        say_branch):
+    """`--reduce-range`: |w| <= 64, so vpmaddubsw's int16 pair sums cannot saturate; compiled for an x86 CPU
+    without VNNI, the convolutions read bytes (not int16); verified against ONNX Runtime where this CPU runs it."""
     from dlc.artifact import Artifact
     from dlc.compiler.schedules.base import cpu_traits
-    from dlc.target import host_cpu_flags, resolve_target
+    from dlc.target import resolve_target
 
-    if "avx2" not in host_cpu_flags():
-        pytest.skip("this CPU has no AVX2: an AVX2 library cannot run here to be verified")
-    assert cpu_traits(resolve_target("x86-64-avx2").tvm_target()).int8_dot == "pmaddwd256"
+    assert cpu_traits(resolve_target(target).tvm_target()).int8_dot == dot  # what a layer with 8-bit weights gets
     result = invoke(runner, "quantize", onnx_model, "--checkpoint", trained_checkpoint, "--reduce-range", "-o",
                     tmp_path / "q.onnx")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "q.quantize.json").read_text())
-    assert report["calibration"]["weight_bits"] == 7 and report["accuracy"]["drop"] <= 0.01
+    assert report["stats"]["weight_bits"] == 7 and report["accuracy"]["drop"] <= 0.01
     model = onnx.load(tmp_path / "q.onnx")
     weights = [onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8
                and t.name.endswith("weight_quantized")]
     assert weights and max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 64
-    compiled = invoke(runner, "compile", tmp_path / "q.onnx", "-o", tmp_path / "q.dlc", "--target", "x86-64-avx2")
+    compiled = invoke(runner, "compile", tmp_path / "q.onnx", "-o", tmp_path / "q.dlc", "--target", target)
     assert compiled.exit_code == 0, compiled.output
     manifest = Artifact.load(tmp_path / "q.dlc").manifest
     assert manifest["schedules"]["arithmetic"].get("int8", 0) >= 2, manifest["schedules"]  # 3x3 convs and the dense
-    assert manifest["verification"]["max_abs_diff"] == 0.0
-    listing = subprocess.run(["objdump", "-d", str(tmp_path / "q.dlc" / "model.so")], capture_output=True, text=True,
-                             check=True).stdout
-    assert "vpmaddubsw" in listing and "vpdpbusd" not in listing
+    verified = manifest["verification"]["not_verified_because"] is None
+    say_branch(f"{target}: 7-bit weights, {'verified here' if verified else 'not run here'}")
+    if verified:  # the integer sums are exact; the reference's float requantization may round a step apart
+        assert manifest["verification"]["max_abs_diff"] <= output_quantization_step(model)
+    if shutil.which("objdump"):  # binutils, beside the system compiler that links the library
+        listing = subprocess.run(["objdump", "-d", str(tmp_path / "q.dlc" / "model.so")], capture_output=True,
+                                 text=True, check=True).stdout
+        assert "vpmaddubsw" in listing and "vpdpbusd" not in listing
+
+
+def test_a_layer_takes_vpmaddubsw_only_when_its_weights_fit_in_seven_bits():
+    from tvm import relax
+
+    from dlc.compiler.int8_dot import DOT_PRODUCTS, _int8_weight
+
+    def fits(values, dot):
+        return _int8_weight(relax.const(np.array(values, np.int8)), DOT_PRODUCTS[dot]) is not None
+
+    assert fits([-64, 0, 64], "pmaddubsw256") and fits([-64, 64], "pmaddubsw512")
+    assert not fits([-65, 0], "pmaddubsw256") and not fits([0, 65], "pmaddubsw512")
+    assert fits([-128, 127], "pmaddwd256") and fits([-128, 127], "vnni")
